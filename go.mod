@@ -1,0 +1,3 @@
+module github.com/convbn-diag/convbn-diag
+
+go 1.26
