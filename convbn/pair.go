@@ -10,6 +10,9 @@ const (
 	SourceFile    Source = "file"    // stored in the checkpoint (module attribute, metadata, ONNX attribute)
 	SourceFlag    Source = "flag"    // given on the command line
 	SourceDefault Source = "default" // PyTorch's default, because nothing else said
+	// SourceInferred marks a value derived from tensor shapes, such as the
+	// groups of a conv in a state dict, which does not store them.
+	SourceInferred Source = "inferred"
 )
 
 // Evidence says why a conv and a BatchNorm were paired.
@@ -34,6 +37,9 @@ type Conv struct {
 
 	Transposed bool
 	Groups     int // 1 unless the file or a flag says otherwise
+	// GroupsSource is SourceFile or SourceInferred, or "" when the groups
+	// are unknown and Groups is 1 by assumption.
+	GroupsSource Source
 
 	// Geometry, one entry per spatial dimension; nil when the file does not
 	// store it.
@@ -83,6 +89,9 @@ type Pair struct {
 	Conv     Conv
 	BN       BatchNorm
 	Evidence Evidence
+	// Notes are remarks about this pair, such as a transposed conv that
+	// was recognized from its weight shape alone.
+	Notes []string
 }
 
 // Unpaired is a conv or BatchNorm that is not part of any pair.
