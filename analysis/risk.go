@@ -1,0 +1,97 @@
+package analysis
+
+// Level is a layer's risk level under Deploy-mode training.
+type Level string
+
+// Risk levels, lowest first.
+const (
+	LevelNone   Level = "none"
+	LevelLow    Level = "low"
+	LevelMedium Level = "medium"
+	LevelHigh   Level = "high"
+)
+
+// Rank returns 0 for none up to 3 for high, so levels compare as numbers.
+func (l Level) Rank() int {
+	switch l {
+	case LevelLow:
+		return 1
+	case LevelMedium:
+		return 2
+	case LevelHigh:
+		return 3
+	}
+	return 0
+}
+
+// Side says which way Deploy mode distorts training.
+type Side string
+
+// Sides of a risk. SideNone goes with LevelNone.
+const (
+	SideNone Side = ""
+	// SideOvershoot: Deploy steps are larger than Eval/Tune steps (D > 1),
+	// so Deploy training can diverge at a learning rate that suits Eval.
+	SideOvershoot Side = "overshoot"
+	// SideStall: Deploy steps are smaller (D < 1), so Deploy barely trains.
+	SideStall Side = "stall"
+	// SideBoth: the overshoot and stall levels are equal and not none.
+	SideBoth Side = "both"
+)
+
+// Risk is a layer's risk level with the side that sets it, and the level
+// each side reaches on its own.
+type Risk struct {
+	Level Level
+	Side  Side
+
+	Overshoot Level
+	Stall     Level
+}
+
+// String returns "none", or the level followed by the side in brackets,
+// such as "high (overshoot)".
+func (r Risk) String() string {
+	if r.Level == LevelNone || r.Level == "" {
+		return string(LevelNone)
+	}
+	return string(r.Level) + " (" + string(r.Side) + ")"
+}
+
+// assessRisk applies the thresholds to a layer's largest finite distortion
+// (overshoot) and median finite distortion (stall); see Thresholds. A
+// layer without any finite distortion has risk none, and its flags say
+// why.
+func assessRisk(s *LayerStats, opts Options) Risk {
+	t := opts.Thresholds
+	maxD, medianD := s.Max(opts.Optimizer), s.Median(opts.Optimizer)
+
+	r := Risk{Level: LevelNone, Overshoot: LevelNone, Stall: LevelNone}
+	switch {
+	case maxD >= t.OvershootHigh:
+		r.Overshoot = LevelHigh
+	case maxD >= t.OvershootMedium:
+		r.Overshoot = LevelMedium
+	case maxD >= t.OvershootLow:
+		r.Overshoot = LevelLow
+	}
+	switch {
+	case medianD <= t.StallHigh:
+		r.Stall = LevelHigh
+	case medianD <= t.StallMedium:
+		r.Stall = LevelMedium
+	case medianD <= t.StallLow:
+		r.Stall = LevelLow
+	}
+
+	switch o, st := r.Overshoot.Rank(), r.Stall.Rank(); {
+	case o == 0 && st == 0:
+	case o > st:
+		r.Level, r.Side = r.Overshoot, SideOvershoot
+	case st > o:
+		r.Level, r.Side = r.Stall, SideStall
+	default:
+		r.Level, r.Side = r.Overshoot, SideBoth
+	}
+	return r
+}
