@@ -98,5 +98,3 @@ func TestCheckerRejectsWrongGradient(t *testing.T) {
 		t.Fatalf("checker mismatches: got %v, want exactly gamma[1]", rep.Mismatches)
 	}
 }
-
-
