@@ -1,5 +1,7 @@
 package checkpoint
 
+import "io"
+
 // DType is the element type of a tensor's storage.
 type DType int
 
@@ -118,4 +120,6 @@ type File struct {
 	// (per-layer ε, momentum, conv geometry, layer order) or safetensors'
 	// __metadata__.
 	Metadata map[string]string
+
+	closer io.Closer // the file Open opened, nil for OpenReaderAt
 }

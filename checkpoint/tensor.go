@@ -261,3 +261,43 @@ func Float16ToFloat64(h uint16) float64 {
 	}
 	return sign * math.Ldexp(1+frac/1024, exp-15)
 }
+
+// maxBroadcastFactor bounds how many elements a view may have per storage
+// element. Only overlapping views (a stride of 0 from expand) exceed 1, and
+// the bound keeps Float64s from allocating far beyond the file's size.
+const maxBroadcastFactor = 16
+
+// checkView verifies that t's elements lie inside its storage and that its
+// element count is bounded by the storage size.
+func checkView(t *Tensor) error {
+	n := int64(1)
+	for _, s := range t.Shape {
+		if s == 0 {
+			n = 0
+			break
+		}
+		if n > math.MaxInt64/int64(s) {
+			n = math.MaxInt64
+		} else {
+			n *= int64(s)
+		}
+	}
+	if n > 0 {
+		if _, _, err := t.span(); err != nil {
+			return err
+		}
+	}
+	limit := t.Storage.Len
+	if limit < 1 {
+		limit = 1
+	}
+	if limit <= (math.MaxInt64-1<<16)/maxBroadcastFactor {
+		limit = limit*maxBroadcastFactor + 1<<16
+	} else {
+		limit = math.MaxInt64
+	}
+	if n > limit {
+		return fmt.Errorf("view of shape %v and strides %v has %d elements but its storage holds only %d", t.Shape, t.Strides, n, t.Storage.Len)
+	}
+	return nil
+}
