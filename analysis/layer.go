@@ -16,13 +16,19 @@ type Layer struct {
 
 	WeightShape []int
 	Groups      int
-	Transposed  bool
-	HasBias     bool // whether the conv has a bias
-	Affine      bool // whether the BatchNorm has γ and β
-	Evidence    convbn.Evidence
+	// GroupsSource says whether Groups was stored in the file or inferred
+	// from shapes; "" when it is assumed to be 1.
+	GroupsSource convbn.Source
+	Transposed   bool
+	HasBias      bool // whether the conv has a bias
+	Affine       bool // whether the BatchNorm has γ and β
+	Evidence     convbn.Evidence
 
 	Eps       float64
 	EpsSource convbn.Source
+
+	// Notes are pair discovery's remarks about this pair.
+	Notes []string
 
 	Channels []Channel
 
@@ -99,16 +105,18 @@ func AnalyzePair(file string, p *convbn.Pair, opts Options) (*Layer, error) {
 		return nil, fmt.Errorf("%s: conv %s has no weight tensor", file, conv.Name)
 	}
 	l := &Layer{
-		Conv:        conv.Name,
-		BN:          bn.Name,
-		WeightShape: append([]int(nil), conv.Weight.Shape...),
-		Groups:      conv.Groups,
-		Transposed:  conv.Transposed,
-		HasBias:     conv.Bias != nil,
-		Affine:      bn.Affine,
-		Evidence:    p.Evidence,
-		Eps:         bn.Eps,
-		EpsSource:   bn.EpsSource,
+		Conv:         conv.Name,
+		BN:           bn.Name,
+		WeightShape:  append([]int(nil), conv.Weight.Shape...),
+		Groups:       conv.Groups,
+		GroupsSource: conv.GroupsSource,
+		Notes:        p.Notes,
+		Transposed:   conv.Transposed,
+		HasBias:      conv.Bias != nil,
+		Affine:       bn.Affine,
+		Evidence:     p.Evidence,
+		Eps:          bn.Eps,
+		EpsSource:    bn.EpsSource,
 	}
 	if l.Groups < 1 {
 		l.Groups = 1

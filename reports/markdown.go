@@ -1,0 +1,113 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/convbn-diag/convbn-diag/analysis"
+)
+
+// WriteMarkdown renders the layer tables as GitHub-flavored Markdown: a
+// heading per file and model, the table, the summary, the leftovers of pair
+// discovery and the column legend.
+func WriteMarkdown(w io.Writer, files []*analysis.FileReport, opts Options) error {
+	ew := &errWriter{w: w}
+	opt := analysis.SGD
+	for _, f := range files {
+		opt = f.Options.Optimizer
+		ew.println(fmt.Sprintf("## %s (%s)", markdownText(f.Path), f.Format))
+		ew.println("")
+		for _, warning := range f.Warnings {
+			ew.println("- warning: " + markdownText(warning))
+		}
+		if len(f.Warnings) > 0 {
+			ew.println("")
+		}
+		for _, m := range f.Models {
+			writeMarkdownModel(ew, m, opt)
+		}
+	}
+	ew.println("Columns:")
+	ew.println("")
+	for _, c := range layerColumns(opt) {
+		ew.println(fmt.Sprintf("- **%s**: %s", markdownText(c.Header), markdownText(c.Legend)))
+	}
+	return ew.err
+}
+
+func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Optimizer) {
+	heading := "### model "
+	if m.Key != "" {
+		heading += "`" + m.Key + "`"
+	} else {
+		heading += "(top level)"
+	}
+	if m.StrippedPrefix != "" {
+		heading += fmt.Sprintf(", prefix `%s` removed", m.StrippedPrefix)
+	}
+	ew.println(heading)
+	ew.println("")
+	if len(m.Layers) == 0 {
+		ew.println("No Conv→BatchNorm pairs found.")
+	} else {
+		NewLayerTable(m, opt).writeMarkdown(ew)
+	}
+	ew.println("")
+	ew.println(markdownText(strings.Join(SummaryLines(m.Summary), " ")))
+	ew.println("")
+	var items []string
+	for _, u := range m.Unpaired {
+		items = append(items, fmt.Sprintf("unpaired %s `%s`: %s", u.Kind, u.Name, markdownText(u.Reason)))
+	}
+	for _, a := range m.Ambiguous {
+		items = append(items, fmt.Sprintf("ambiguous `%s` (candidates %s): %s", a.Name, markdownText(strings.Join(a.Candidates, ", ")), markdownText(a.Reason)))
+	}
+	for _, n := range m.Notes {
+		items = append(items, "note: "+markdownText(n))
+	}
+	for _, l := range m.Layers {
+		for _, n := range l.Notes {
+			items = append(items, fmt.Sprintf("note on `%s`: %s", l.Conv, markdownText(n)))
+		}
+	}
+	for _, it := range items {
+		ew.println("- " + it)
+	}
+	if len(items) > 0 {
+		ew.println("")
+	}
+}
+
+func (t *Table) writeMarkdown(ew *errWriter) {
+	cells := make([]string, len(t.Columns))
+	rule := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cells[i] = markdownCell(c.Header)
+		rule[i] = "---"
+		if c.Align == AlignRight {
+			rule[i] = "---:"
+		}
+	}
+	ew.println("| " + strings.Join(cells, " | ") + " |")
+	ew.println("|" + strings.Join(rule, "|") + "|")
+	for _, row := range t.Rows {
+		for i, cell := range row {
+			cells[i] = markdownCell(cell)
+		}
+		ew.println("| " + strings.Join(cells, " | ") + " |")
+	}
+}
+
+// markdownCell escapes a table cell; markdownText already escapes the
+// pipe, which would end the cell.
+func markdownCell(s string) string {
+	return markdownText(s)
+}
+
+// markdownText escapes characters that Markdown would read as emphasis or
+// markup in free text.
+func markdownText(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "<", "&lt;", "|", `\|`)
+	return r.Replace(s)
+}
