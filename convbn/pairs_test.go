@@ -33,7 +33,7 @@ func bn(name string, c int) []*checkpoint.Tensor {
 	return []*checkpoint.Tensor{
 		tensor(name+".weight", c), tensor(name+".bias", c),
 		tensor(name+".running_mean", c), tensor(name+".running_var", c),
-		tensor(name+".num_batches_tracked"),
+		tensor(name + ".num_batches_tracked"),
 	}
 }
 
