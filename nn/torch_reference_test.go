@@ -243,7 +243,7 @@ func TestTorchReferenceIsCurrent(t *testing.T) {
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/torch_reference.py failed: %v\n%s", err, msg)
 	}
-	for _, rel := range []string{"nn/testdata/torch_reference.json", "convbn/testdata/torch_reference.json"} {
+	for _, rel := range []string{"nn/testdata/torch_reference.json", "nn/testdata/torch_optim_reference.json", "convbn/testdata/torch_reference.json"} {
 		fresh, err := os.ReadFile(filepath.Join(out, rel))
 		if err != nil {
 			t.Fatal(err)

@@ -6,8 +6,10 @@ Run with Debian's interpreter, which has torch 1.13:
     /usr/bin/python3 scripts/torch_reference.py [OUT_DIR]
 
 OUT_DIR defaults to the repository root. The script writes
-nn/testdata/torch_reference.json (conv and BatchNorm kernels) and
-convbn/testdata/torch_reference.json (ConvBN blocks in the four modes).
+nn/testdata/torch_reference.json (conv and BatchNorm kernels),
+nn/testdata/torch_optim_reference.json (three steps of SGD, Adam and
+AdamW) and convbn/testdata/torch_reference.json (ConvBN blocks in the
+four modes).
 Everything is float64 and seeded, so a rerun with the same torch version
 writes identical files; the Go tests check that.
 
@@ -146,6 +148,32 @@ def bn_eval_cases(gen):
     return out
 
 
+OPTIM_CASES = [
+    # name, constructor
+    ("sgd", lambda p: torch.optim.SGD(p, lr=0.1)),
+    ("sgd_momentum_decay", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01)),
+    ("adam", lambda p: torch.optim.Adam(p, lr=0.01)),
+    ("adam_eps0_decay", lambda p: torch.optim.Adam(p, lr=0.01, eps=0.0, weight_decay=0.05)),
+    ("adamw", lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+]
+
+
+def optim_cases(gen):
+    out = []
+    for name, make in OPTIM_CASES:
+        p = torch.nn.Parameter(rand(gen, 6))
+        opt = make([p])
+        case = {"name": name, "initial": tensor(p), "grads": [], "after": []}
+        for _ in range(3):
+            g = rand(gen, 6)
+            p.grad = g.clone()
+            opt.step()
+            case["grads"].append(tensor(g))
+            case["after"].append(tensor(p))
+        out.append(case)
+    return out
+
+
 BLOCK_CASES = [
     # name, x shape, out channels, kernel, stride, padding, dilation, groups, conv bias, affine
     ("plain", (2, 3, 5, 5), 4, 3, 1, 1, 1, 1, False, True),
@@ -263,6 +291,11 @@ def main():
         "conv": conv_cases(gen),
         "bn_train": bn_train_cases(gen),
         "bn_eval": bn_eval_cases(gen),
+    })
+    optim_gen = torch.Generator().manual_seed(20240502)
+    write(os.path.join(root, "nn", "testdata", "torch_optim_reference.json"), {
+        "meta": meta,
+        "optim": optim_cases(optim_gen),
     })
     write(os.path.join(root, "convbn", "testdata", "torch_reference.json"), {
         "meta": meta,
