@@ -1,0 +1,152 @@
+package convbn
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/convbn-diag/convbn-diag/checkpoint"
+)
+
+// systemPython is Debian's interpreter, the one that has torch installed.
+const systemPython = "/usr/bin/python3"
+
+// requireTorch skips the test when torch cannot be imported, except under
+// CI (CI set), where a missing torch fails the test so it is never skipped
+// silently.
+func requireTorch(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command(systemPython, "-c", "import torch, torchvision").CombinedOutput()
+	if err == nil {
+		return
+	}
+	msg := "torch and torchvision are needed: " + systemPython + " -c 'import torch, torchvision' failed: " + err.Error() + ": " + string(out)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// torchvisionArch is one architecture's entry in the script's pairs.json.
+type torchvisionArch struct {
+	Files []string          `json:"files"`
+	Pairs map[string]string `json:"pairs"`
+	Convs map[string]struct {
+		Groups      int  `json:"groups"`
+		Transposed  bool `json:"transposed"`
+		OutChannels int  `json:"out_channels"`
+	} `json:"convs"`
+	BatchNorms []string `json:"batchnorms"`
+}
+
+// TestTorchvisionPairs compares FindPairs with the pairs torch.fx traces
+// in torchvision models, for state dicts in both torch.save formats and for
+// whole pickled modules. The script writes about 700 MB into a temporary
+// folder and takes a few seconds.
+func TestTorchvisionPairs(t *testing.T) {
+	requireTorch(t)
+	script := filepath.Join(pairsModuleRoot(t), "scripts", "torchvision_checkpoints.py")
+	dir := t.TempDir()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, systemPython, script, dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", systemPython, script, err, out)
+	}
+	t.Logf("script took %.1f s", time.Since(start).Seconds())
+
+	raw, err := os.ReadFile(filepath.Join(dir, "pairs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index map[string]torchvisionArch
+	if err := json.Unmarshal(raw, &index); err != nil {
+		t.Fatalf("pairs.json: %v", err)
+	}
+	if len(index) < 14 {
+		t.Fatalf("pairs.json lists %d architectures, want at least 14", len(index))
+	}
+
+	names := make([]string, 0, len(index))
+	for name := range index {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		arch := index[name]
+		for _, file := range arch.Files {
+			t.Run(file, func(t *testing.T) {
+				checkTorchvisionFile(t, filepath.Join(dir, file), arch)
+			})
+		}
+	}
+}
+
+// checkTorchvisionFile checks one checkpoint against the fx answer: the
+// exact pair set, no ambiguity, every conv and BatchNorm accounted for, and
+// groups and transposition that agree with the module where they are
+// stored or inferred.
+func checkTorchvisionFile(t *testing.T, path string, arch torchvisionArch) {
+	f, err := checkpoint.Open(path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer f.Close()
+	if len(f.Models) != 1 {
+		t.Fatalf("got %d models, want 1", len(f.Models))
+	}
+	r, err := FindPairs(f.Models[0], f.Metadata, Options{})
+	if err != nil {
+		t.Fatalf("FindPairs: %v", err)
+	}
+
+	comparePairSets(t, filepath.Base(path), pairMap(r), arch.Pairs)
+	for _, a := range r.Ambiguous {
+		t.Errorf("ambiguous %s (candidates %v): %s", a.Name, a.Candidates, a.Reason)
+	}
+
+	for _, p := range r.Pairs {
+		want, ok := arch.Convs[p.Conv.Name]
+		if !ok {
+			t.Errorf("paired conv %s is not a conv module of the model", p.Conv.Name)
+			continue
+		}
+		if p.Conv.Transposed != want.Transposed || p.Conv.OutChannels() != want.OutChannels {
+			t.Errorf("%s: transposed %v with %d output channels, want %v with %d", p.Conv.Name, p.Conv.Transposed, p.Conv.OutChannels(), want.Transposed, want.OutChannels)
+		}
+		if p.Conv.GroupsSource != "" && p.Conv.Groups != want.Groups {
+			t.Errorf("%s: groups %d (%s), want %d", p.Conv.Name, p.Conv.Groups, p.Conv.GroupsSource, want.Groups)
+		}
+		if f.Models[0].Root != nil && p.Conv.GroupsSource != SourceFile {
+			t.Errorf("%s: groups source %q in a pickled module, want %q", p.Conv.Name, p.Conv.GroupsSource, SourceFile)
+		}
+	}
+
+	listed := map[string]bool{}
+	for _, p := range r.Pairs {
+		listed[p.Conv.Name], listed[p.BN.Name] = true, true
+	}
+	for _, u := range r.Unpaired {
+		if listed[u.Name] {
+			t.Errorf("%s is both paired and unpaired (%s)", u.Name, u.Reason)
+		}
+		listed[u.Name] = true
+	}
+	for conv := range arch.Convs {
+		if !listed[conv] {
+			t.Errorf("conv %s is neither paired nor listed as unpaired", conv)
+		}
+	}
+	for _, bn := range arch.BatchNorms {
+		if !listed[bn] {
+			t.Errorf("BatchNorm %s is neither paired nor listed as unpaired", bn)
+		}
+	}
+}
