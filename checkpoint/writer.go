@@ -347,7 +347,7 @@ func (a *alignedZipWriter) writeEntry(name string, aligned bool, write func(io.W
 		if a.counter.n != dataStart {
 			// The zip package laid out the header differently than
 			// computed above; refuse to write a misaligned archive.
-			return fmt.Errorf("internal error: data of zip entry %s would start at byte %d, not at the aligned byte %d", name, a.counter.n, dataStart)
+			return fmt.Errorf("data of zip entry %s starts at byte %d instead of the aligned byte %d: archive/zip laid out the header differently than this writer assumes", name, a.counter.n, dataStart)
 		}
 	}
 	cw := &countingWriter{w: ew}
