@@ -195,6 +195,9 @@ func (s *Storage) read(lo, hi int64) ([]float64, error) {
 	if s.mem != nil {
 		return s.mem[lo:hi], nil
 	}
+	if hi <= lo {
+		return nil, nil
+	}
 	size := int64(s.DType.Size())
 	if size == 0 {
 		return nil, fmt.Errorf("storage %s has dtype %s, which cannot be read as numbers", s.Key, s.DType)
