@@ -55,9 +55,11 @@
 //
 // The layer's risk is the higher of the two levels, named with its side;
 // when both sides reach the same level other than none the side is
-// "both". The limits are the fields of Thresholds; DefaultThresholds
-// returns the values above. A model's summary counts a layer as risky when
-// its level is medium or high.
+// "both". Comparisons with a limit, here and in the counts, allow a
+// relative 1e-12 for rounding, so ω = 0.1 counts as D = 100. The limits
+// are the fields of Thresholds; DefaultThresholds returns the values
+// above. A model's summary counts a layer as risky when its level is
+// medium or high.
 //
 // # Reading cost
 //

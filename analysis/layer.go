@@ -265,13 +265,13 @@ func layerStats(channels []Channel, opt Optimizer) LayerStats {
 		if d > maxD {
 			maxD, s.ArgMaxDistortion = d, i
 		}
-		if d >= 10 {
+		if atLeast(d, 10) {
 			s.AtLeast10++
 		}
-		if d >= 100 {
+		if atLeast(d, 100) {
 			s.AtLeast100++
 		}
-		if d <= 0.1 {
+		if atMost(d, 0.1) {
 			s.AtMostTenth++
 		}
 	}

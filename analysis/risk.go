@@ -68,19 +68,19 @@ func assessRisk(s *LayerStats, opts Options) Risk {
 
 	r := Risk{Level: LevelNone, Overshoot: LevelNone, Stall: LevelNone}
 	switch {
-	case maxD >= t.OvershootHigh:
+	case atLeast(maxD, t.OvershootHigh):
 		r.Overshoot = LevelHigh
-	case maxD >= t.OvershootMedium:
+	case atLeast(maxD, t.OvershootMedium):
 		r.Overshoot = LevelMedium
-	case maxD >= t.OvershootLow:
+	case atLeast(maxD, t.OvershootLow):
 		r.Overshoot = LevelLow
 	}
 	switch {
-	case medianD <= t.StallHigh:
+	case atMost(medianD, t.StallHigh):
 		r.Stall = LevelHigh
-	case medianD <= t.StallMedium:
+	case atMost(medianD, t.StallMedium):
 		r.Stall = LevelMedium
-	case medianD <= t.StallLow:
+	case atMost(medianD, t.StallLow):
 		r.Stall = LevelLow
 	}
 
@@ -95,3 +95,14 @@ func assessRisk(s *LayerStats, opts Options) Risk {
 	}
 	return r
 }
+
+// edgeTolerance is the relative slack of threshold comparisons. It keeps
+// a distortion that is a threshold up to rounding on the threshold's side:
+// γ = 0.2 and σ² + ε = 4 give ω = 0.1 but 1/ω² = 99.99999999999998.
+const edgeTolerance = 1e-12
+
+// atLeast reports whether d ≥ limit up to edgeTolerance.
+func atLeast(d, limit float64) bool { return d >= limit*(1-edgeTolerance) }
+
+// atMost reports whether d ≤ limit up to edgeTolerance.
+func atMost(d, limit float64) bool { return d <= limit*(1+edgeTolerance) }

@@ -46,6 +46,9 @@ func TestRiskThresholdEdges(t *testing.T) {
 		{"max below 10", []float64{1, justBelow(10)}, Risk{LevelLow, SideOvershoot, LevelLow, LevelNone}},
 		{"max above 100", []float64{1, justAbove(100)}, Risk{LevelHigh, SideOvershoot, LevelHigh, LevelNone}},
 		{"max below 100", []float64{1, justBelow(100)}, Risk{LevelMedium, SideOvershoot, LevelMedium, LevelNone}},
+		// 1/0.1² rounds to 99.99999999999998, which still counts as 100.
+		{"max 100 rounded", []float64{1, 0.1}, Risk{LevelHigh, SideOvershoot, LevelHigh, LevelNone}},
+		{"median 0.1 rounded", []float64{math.Sqrt(10), math.Sqrt(10)}, Risk{LevelMedium, SideStall, LevelNone, LevelMedium}},
 		{"median below 0.5", []float64{justBelow(0.5), justBelow(0.5)}, Risk{LevelLow, SideStall, LevelNone, LevelLow}},
 		{"median above 0.5", []float64{justAbove(0.5), justAbove(0.5)}, Risk{LevelNone, SideNone, LevelNone, LevelNone}},
 		{"median below 0.1", []float64{justBelow(0.1), justBelow(0.1)}, Risk{LevelMedium, SideStall, LevelNone, LevelMedium}},

@@ -30,8 +30,8 @@ var LayerCSVHeader = []string{
 
 // WriteCSV writes one row per layer, or with opts.PerChannel one row per
 // channel. Numbers are written in the shortest form that reads back
-// exactly; numbers that are not finite are written as inf, -inf or nan and
-// the flags column names the reason. Flags are separated by ";". The layer
+// exactly. Numbers that are not finite are written as inf, -inf or nan,
+// and the flags column names the reason. Flags are separated by ";". The layer
 // column is the pair's 0-based position in network order and model is the
 // model's key inside the file.
 func WriteCSV(w io.Writer, files []*analysis.FileReport, opts Options) error {

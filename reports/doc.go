@@ -3,9 +3,9 @@
 // Four formats share one entry point, Write, and one Options struct:
 //
 //   - table (WriteTerminal): one row per layer in network order, in lines
-//     of at most 120 characters, long layer names shortened from the left,
-//     then a summary of the model, the unpaired and ambiguous convs and
-//     BatchNorms and pair discovery's notes. Legend returns the column
+//     of at most 120 characters, with long layer names shortened from the
+//     left. A summary of the model follows, then the unpaired and
+//     ambiguous convs and BatchNorms and pair discovery's notes. Legend returns the column
 //     legend for help text; Options.Legend prints it under the tables.
 //   - markdown (WriteMarkdown): the same Table as GitHub Markdown, with
 //     the summary and the legend.

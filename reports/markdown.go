@@ -48,6 +48,7 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 	}
 	ew.println(heading)
 	ew.println("")
+
 	if len(m.Layers) == 0 {
 		ew.println("No Conv→BatchNorm pairs found.")
 	} else {
@@ -56,6 +57,7 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 	ew.println("")
 	ew.println(markdownText(strings.Join(SummaryLines(m.Summary), " ")))
 	ew.println("")
+
 	var items []string
 	for _, u := range m.Unpaired {
 		items = append(items, fmt.Sprintf("unpaired %s `%s`: %s", u.Kind, u.Name, markdownText(u.Reason)))
@@ -71,6 +73,7 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 			items = append(items, fmt.Sprintf("note on `%s`: %s", l.Conv, markdownText(n)))
 		}
 	}
+
 	for _, it := range items {
 		ew.println("- " + it)
 	}
@@ -83,7 +86,7 @@ func (t *Table) writeMarkdown(ew *errWriter) {
 	cells := make([]string, len(t.Columns))
 	rule := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
-		cells[i] = markdownCell(c.Header)
+		cells[i] = markdownText(c.Header)
 		rule[i] = "---"
 		if c.Align == AlignRight {
 			rule[i] = "---:"
@@ -93,20 +96,14 @@ func (t *Table) writeMarkdown(ew *errWriter) {
 	ew.println("|" + strings.Join(rule, "|") + "|")
 	for _, row := range t.Rows {
 		for i, cell := range row {
-			cells[i] = markdownCell(cell)
+			cells[i] = markdownText(cell)
 		}
 		ew.println("| " + strings.Join(cells, " | ") + " |")
 	}
 }
 
-// markdownCell escapes a table cell; markdownText already escapes the
-// pipe, which would end the cell.
-func markdownCell(s string) string {
-	return markdownText(s)
-}
-
-// markdownText escapes characters that Markdown would read as emphasis or
-// markup in free text.
+// markdownText escapes characters that Markdown would read as emphasis,
+// markup or, for the pipe, the end of a table cell.
 func markdownText(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "<", "&lt;", "|", `\|`)
 	return r.Replace(s)

@@ -162,7 +162,7 @@ func (e *errWriter) print(s string) {
 func (e *errWriter) println(s string) { e.print(s + "\n") }
 
 // wrap writes text in lines of at most width characters, breaking at
-// spaces; continuation lines get indent plus two spaces, and a word longer
+// spaces. Continuation lines get indent plus two spaces, and a word longer
 // than a line is shortened from the left.
 func (e *errWriter) wrap(width int, indent, text string) {
 	line := indent
