@@ -25,8 +25,8 @@ func (s benchShape) spec() blockSpec {
 	return blockSpec{name: s.name, in: s.in, out: s.out, k: s.k, stride: 1, pad: s.pad, dil: 1, groups: s.groups, affine: true, batch: benchBatch, height: s.size, width: s.size}
 }
 
-// convFlops returns the multiply-adds ×2 of one forward conv; backward
-// costs twice that (∂W and ∂X).
+// convFlops returns the floating-point operations (2 per multiply-add) of
+// one forward conv. Backward costs twice as much, for ∂W and ∂X.
 func (s benchShape) convFlops() float64 {
 	return 2 * float64(benchBatch*s.out*(s.in/s.groups)*s.k*s.k*s.size*s.size)
 }

@@ -256,9 +256,10 @@ func TestTorchReferenceIsCurrent(t *testing.T) {
 		if bytes.Equal(fresh, committed) {
 			continue
 		}
-		// torch's conv results depend in the last bits on the BLAS that
-		// libblas.so.3 points to (reference BLAS or OpenBLAS), so numbers
-		// may differ by rounding; anything else means the file is stale.
+		// torch's conv results change in the last bits with the BLAS that
+		// libblas.so.3 points to (reference BLAS or OpenBLAS). Numbers may
+		// therefore differ by rounding, and any other difference means the
+		// committed file is stale.
 		var a, b any
 		if err := json.Unmarshal(fresh, &a); err != nil {
 			t.Fatalf("decode regenerated %s: %v", rel, err)
