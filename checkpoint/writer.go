@@ -15,17 +15,16 @@ import (
 )
 
 // DefaultTorchRoot is the archive folder WriteTorch uses when
-// TorchWriteOptions.Root is empty. torch.save uses the same name when it
-// writes to a file object.
+// TorchWriteOptions.Root is empty. torch.save 1.13 uses the same name when
+// it writes to a file object.
 const DefaultTorchRoot = "archive"
 
 // torchDataAlignment is the byte alignment of every storage entry's data in
-// the archive. torch.save pads with the same 64-byte alignment so that the
-// storages can be memory-mapped.
+// the archive. torch.save 1.13 pads its storage entries the same way.
 const torchDataAlignment = 64
 
 // torchFormatVersion is the content of the archive's version entry, as
-// torch.save (1.6 to 2.x) writes it.
+// torch.save 1.13 writes it.
 const torchFormatVersion = "3\n"
 
 // TensorSource is one tensor for WriteTorch: its name, element type and
@@ -34,7 +33,7 @@ type TensorSource struct {
 	// Name is the state-dict key, such as "features.1.running_var".
 	Name  string
 	DType DType
-	// Shape lists the size of each dimension; an empty shape is a scalar.
+	// Shape lists the size of each dimension. An empty shape is a scalar.
 	Shape []int
 	// WriteData writes the elements in row-major order as little-endian
 	// values of DType, exactly NumElements()·DType.Size() bytes in total.
@@ -53,7 +52,7 @@ func (s *TensorSource) NumElements() int64 {
 
 // TorchWriteOptions are the optional settings of WriteTorch.
 type TorchWriteOptions struct {
-	// Root is the folder that holds every entry of the zip archive;
+	// Root is the folder that contains every entry of the zip archive,
 	// DefaultTorchRoot when empty.
 	Root string
 	// Metadata holds strings stored beside the weights. When it or Layers
@@ -175,7 +174,7 @@ func checkTensorSources(tensors []TensorSource) error {
 		}
 		seen[t.Name] = true
 		if _, ok := torchStorageClass[t.DType]; !ok {
-			return fmt.Errorf("tensor %s: dtype %s cannot be written; use float32, float64, float16, bfloat16 or int64", t.Name, t.DType)
+			return fmt.Errorf("tensor %s: dtype %s cannot be written, so convert it to float32, float64, float16, bfloat16 or int64", t.Name, t.DType)
 		}
 		n := int64(1)
 		for _, d := range t.Shape {
@@ -212,7 +211,7 @@ func torchMetadata(opts *TorchWriteOptions) (map[string]string, error) {
 	if opts.Layers != nil {
 		for _, k := range []string{MetadataLayersKey, MetadataFormatKey} {
 			if _, ok := out[k]; ok {
-				return nil, fmt.Errorf("metadata key %q is set both in Metadata and by Layers; set Layers only", k)
+				return nil, fmt.Errorf("metadata key %q is set both in Metadata and by Layers, so remove it from Metadata", k)
 			}
 		}
 		layers, err := json.Marshal(opts.Layers)
@@ -307,8 +306,8 @@ func (a *alignedZipWriter) writeEntry(name string, aligned bool, write func(io.W
 	fh := &zip.FileHeader{
 		Name:   name,
 		Method: zip.Store,
-		// The UTF-8 flag, as torch sets it; the date is 1980-01-01 so that
-		// the output does not depend on the clock.
+		// Set the UTF-8 flag as torch does. The date is 1980-01-01, so
+		// that the output does not depend on the clock.
 		Flags:        0x800,
 		ModifiedDate: 1<<5 | 1,
 	}
@@ -346,7 +345,7 @@ func (a *alignedZipWriter) writeEntry(name string, aligned bool, write func(io.W
 		}
 		if a.counter.n != dataStart {
 			// The zip package laid out the header differently than
-			// computed above; refuse to write a misaligned archive.
+			// computed above, so reject the misaligned archive.
 			return fmt.Errorf("data of zip entry %s starts at byte %d instead of the aligned byte %d: archive/zip laid out the header differently than this writer assumes", name, a.counter.n, dataStart)
 		}
 	}

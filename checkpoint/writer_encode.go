@@ -40,7 +40,7 @@ func AppendElements(dst []byte, d DType, values []float64) ([]byte, error) {
 			dst = binary.LittleEndian.AppendUint64(dst, uint64(int64(v)))
 		}
 	default:
-		return dst, fmt.Errorf("dtype %s cannot be encoded; use float32, float64, float16, bfloat16 or int64", d)
+		return dst, fmt.Errorf("dtype %s cannot be encoded, so use float32, float64, float16, bfloat16 or int64", d)
 	}
 	return dst, nil
 }

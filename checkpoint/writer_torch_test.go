@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-// systemPython is the interpreter that can import torch; the python3 on
+// systemPython is the interpreter that can import torch. The python3 on
 // PATH may be another one.
 const systemPython = "/usr/bin/python3"
 
