@@ -8,7 +8,7 @@ const DefaultEps = 1e-5
 // file nor the user gives one.
 const DefaultMomentum = 0.1
 
-// Options are the user's settings for FindPairs. The zero value asks for
+// Options are the user's settings for FindPairs. The zero value requests
 // discovery from the file alone, with PyTorch's defaults where the file
 // stores nothing.
 type Options struct {

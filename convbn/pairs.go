@@ -24,9 +24,10 @@ import (
 //     after it;
 //  4. the tensor names of a state dict: a conv pairs with the next module
 //     that has tensors in the same parent when that module is a BatchNorm of
-//     matching size and, for integer (Sequential) names, its index is the
-//     conv's plus one. A gap in the indices is a parameter-free module such
-//     as ReLU, which makes the BatchNorm consume something else.
+//     matching size. For integer (Sequential) names, the BatchNorm's index
+//     must also be the conv's plus one. A gap in the indices is a
+//     parameter-free module such as ReLU, so the BatchNorm consumes
+//     something else.
 //
 // A BatchNorm is never paired with a conv registered after it, because in
 // pre-activation and DenseNet-style blocks that BatchNorm feeds the conv,
@@ -115,7 +116,19 @@ type protoPair struct {
 	conv, bn   *pairLayer
 	evidence   Evidence
 	transposed bool
+	groups     int // implied by the shapes of a transposed conv; 0 if not
 	notes      []string
+}
+
+func newProtoPair(conv, bn *pairLayer, evidence Evidence, match channelMatch) protoPair {
+	p := protoPair{conv: conv, bn: bn, evidence: evidence, transposed: match.transposed}
+	if match.groups > 1 {
+		p.groups = match.groups
+	}
+	if match.note != "" {
+		p.notes = append(p.notes, match.note)
+	}
+	return p
 }
 
 // pairFinder accumulates decisions. A layer is decided once it is paired,
@@ -221,15 +234,11 @@ func (f *pairFinder) applyOverrides() error {
 		case f.pairedTo[bn] != nil:
 			return fmt.Errorf("%s: %s is already paired with %s by another --pair", flag, bn.name, f.pairedTo[bn].name)
 		}
-		transposed, note, mismatch := f.matchChannels(conv, bn)
-		if mismatch != "" {
-			return fmt.Errorf("%s: %s", flag, mismatch)
+		match := f.matchChannels(conv, bn)
+		if match.mismatch != "" {
+			return fmt.Errorf("%s: %s", flag, match.mismatch)
 		}
-		p := protoPair{conv: conv, bn: bn, evidence: EvidenceOverride, transposed: transposed}
-		if note != "" {
-			p.notes = append(p.notes, note)
-		}
-		f.accept(p)
+		f.accept(newProtoPair(conv, bn, EvidenceOverride, match))
 	}
 	return nil
 }

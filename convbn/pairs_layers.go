@@ -10,7 +10,7 @@ import (
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 )
 
-// layerKind is what a module with tensors is, as far as pairing cares.
+// layerKind is the role of a module with tensors in pair discovery.
 type layerKind int
 
 const (
@@ -36,8 +36,8 @@ func (k layerKind) describe() string {
 	return "not a convolution or BatchNorm"
 }
 
-// pairLayer is one module that owns tensors directly, with whatever the
-// file says about it beyond the tensors.
+// pairLayer is one module that owns tensors directly, with what the file
+// stores about it beyond the tensors.
 type pairLayer struct {
 	name  string   // module path, such as "layer1.0.conv1"
 	path  []string // name split at dots; empty for the top level

@@ -29,9 +29,9 @@ func pairsModuleRoot(t *testing.T) string {
 	}
 }
 
-// openRealCheckpoint opens a file of ../shared/checkpoints (relative to the
-// module root) and returns its only model, skipping when the folder is
-// absent.
+// openRealCheckpoint opens a real checkpoint from the shared checkpoints
+// folder beside the repository and returns its only model. The test skips
+// when that folder is absent.
 func openRealCheckpoint(t *testing.T, name string) (*checkpoint.File, *checkpoint.Model) {
 	t.Helper()
 	dir := filepath.Join(pairsModuleRoot(t), "..", "shared", "checkpoints")

@@ -7,11 +7,26 @@ import (
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 )
 
+// channelMatch is the outcome of comparing a conv's weight shape with a
+// BatchNorm's size.
+type channelMatch struct {
+	transposed bool
+	// groups is the group count the shapes imply for a transposed conv
+	// recognized by its shape alone, 0 when they imply none.
+	groups int
+	// note explains a transposition inferred from the weight shape.
+	note string
+	// mismatch, when non-empty, says why the two cannot form a pair.
+	mismatch string
+	// ambiguous, when non-empty, says why only the user can confirm the
+	// pair: the sizes agree only for a grouped transposed conv.
+	ambiguous string
+}
+
 // matchChannels checks that the BatchNorm's size equals the conv's output
-// channels. It returns whether the conv is transposed, a note when that was
-// inferred from the weight shape, and a non-empty mismatch reason when the
-// two cannot form a pair.
-func (f *pairFinder) matchChannels(conv, bn *pairLayer) (transposed bool, note, mismatch string) {
+// channels, using the file's transposed flag and groups where it stores
+// them and the weight shape otherwise.
+func (f *pairFinder) matchChannels(conv, bn *pairLayer) channelMatch {
 	w := conv.params["weight"]
 	c := bn.channels()
 
@@ -22,25 +37,37 @@ func (f *pairFinder) matchChannels(conv, bn *pairLayer) (transposed bool, note, 
 			out = w.Shape[1] * g
 		}
 		if out != c {
-			return known, "", fmt.Sprintf("channel mismatch: %s has %d output channels, BatchNorm %s has %d", conv.name, out, bn.name, c)
+			return channelMatch{transposed: known, mismatch: fmt.Sprintf("channel mismatch: %s has %d output channels, BatchNorm %s has %d", conv.name, out, bn.name, c)}
 		}
-		return known, "", ""
+		return channelMatch{transposed: known}
 	}
 
 	switch {
 	case w.Shape[0] == c && w.Shape[1] == c:
 		f.bothDims = append(f.bothDims, conv.name)
-		return false, "", ""
+		return channelMatch{}
 	case w.Shape[0] == c:
-		return false, "", ""
+		return channelMatch{}
 	case w.Shape[1] == c:
-		return true, fmt.Sprintf("transposed conv inferred from the weight shape %v: BatchNorm %s has %d channels, which matches dimension 1, not dimension 0", w.Shape, bn.name, c), ""
+		return channelMatch{transposed: true, groups: 1, note: fmt.Sprintf(
+			"transposed conv inferred from the weight shape %v: BatchNorm %s has %d channels, which matches dimension 1, not dimension 0", w.Shape, bn.name, c)}
 	}
-	return false, "", fmt.Sprintf("channel mismatch: BatchNorm %s has %d channels, but %s's weight %v has %d in dimension 0 and %d in dimension 1", bn.name, c, conv.name, w.Shape, w.Shape[0], w.Shape[1])
+
+	// A transposed conv with G groups stores [C_in, C_out/G, k…], so its
+	// BatchNorm has G times weight dimension 1 channels. A state dict does
+	// not store G, so such a pair cannot be told from an unrelated module.
+	if g := c / w.Shape[1]; c%w.Shape[1] == 0 && g > 1 && w.Shape[0]%g == 0 {
+		return channelMatch{transposed: true, groups: g,
+			note: fmt.Sprintf("transposed conv with %d groups inferred from the weight shape %v and BatchNorm %s's %d channels", g, w.Shape, bn.name, c),
+			ambiguous: fmt.Sprintf(
+				"BatchNorm %s has %d channels, which matches neither dimension of %s's weight %v; a transposed conv with %d groups would produce %d channels, but the file does not store groups; pass --pair %s=%s to pair them",
+				bn.name, c, conv.name, w.Shape, g, c, conv.name, bn.name)}
+	}
+	return channelMatch{mismatch: fmt.Sprintf("channel mismatch: BatchNorm %s has %d channels, but %s's weight %v has %d in dimension 0 and %d in dimension 1", bn.name, c, conv.name, w.Shape, w.Shape[0], w.Shape[1])}
 }
 
-// storedTransposed returns whether the file says the conv is transposed,
-// and whether it says so at all.
+// storedTransposed returns whether the file marks the conv as transposed,
+// and whether the file stores that at all.
 func (l *pairLayer) storedTransposed() (transposed, ok bool) {
 	if l.module != nil {
 		if v, ok := l.module.Attrs["transposed"].(bool); ok {
@@ -78,17 +105,18 @@ func (f *pairFinder) tryPair(conv, bn *pairLayer, evidence Evidence) {
 		f.reject(conv, "%s", reason)
 		return
 	}
-	transposed, note, mismatch := f.matchChannels(conv, bn)
-	if mismatch != "" {
-		f.reject(conv, "%s", mismatch)
-		f.reject(bn, "%s", mismatch)
+	match := f.matchChannels(conv, bn)
+	if match.mismatch != "" {
+		f.reject(conv, "%s", match.mismatch)
+		f.reject(bn, "%s", match.mismatch)
 		return
 	}
-	p := protoPair{conv: conv, bn: bn, evidence: evidence, transposed: transposed}
-	if note != "" {
-		p.notes = append(p.notes, note)
+	if match.ambiguous != "" {
+		f.markAmbiguous(conv, []*pairLayer{bn}, match.ambiguous)
+		f.markAmbiguous(bn, []*pairLayer{conv}, match.ambiguous)
+		return
 	}
-	f.accept(p)
+	f.accept(newProtoPair(conv, bn, evidence, match))
 }
 
 // pairModuleTree pairs each conv module with the sibling module registered
@@ -302,7 +330,7 @@ func previousSibling(n *pairNode) *pairNode {
 	return nil
 }
 
-// Name parts that say a module's type rather than its role, removed before
+// Name parts that give a module's type rather than its role, removed before
 // comparing a conv's name with a BatchNorm's.
 var typeWords = []string{"convtranspose", "deconv", "conv", "batchnorm", "batch_norm", "norm", "bn"}
 
@@ -333,7 +361,7 @@ func (f *pairFinder) rivalByName(node *pairNode, conv, bn *pairLayer) *pairLayer
 		if l == nil || l.kind != kindConv || roleKey(l.child()) != key {
 			continue
 		}
-		if _, _, mismatch := f.matchChannelsQuiet(l, bn); mismatch == "" {
+		if match := f.matchChannelsQuiet(l, bn); match.mismatch == "" && match.ambiguous == "" {
 			return l
 		}
 	}
@@ -341,11 +369,11 @@ func (f *pairFinder) rivalByName(node *pairNode, conv, bn *pairLayer) *pairLayer
 }
 
 // matchChannelsQuiet is matchChannels without recording notes.
-func (f *pairFinder) matchChannelsQuiet(conv, bn *pairLayer) (bool, string, string) {
+func (f *pairFinder) matchChannelsQuiet(conv, bn *pairLayer) channelMatch {
 	saved := f.bothDims
-	t, n, m := f.matchChannels(conv, bn)
+	match := f.matchChannels(conv, bn)
 	f.bothDims = saved
-	return t, n, m
+	return match
 }
 
 // markAmbiguous records that the evidence cannot settle l's partner.

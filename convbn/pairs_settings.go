@@ -47,7 +47,7 @@ func (s *settingsTally) notes() []string {
 	}
 	if s.groupsInferred+s.groupsUnknown > 0 {
 		out = append(out, fmt.Sprintf(
-			"groups are not stored for %d paired convs: inferred for %d from the channel count of the BatchNorm that feeds them, unknown for %d (Groups 1 assumed)",
+			"groups are not stored for %d paired convs: inferred for %d from tensor shapes, unknown for %d (Groups 1 assumed)",
 			s.groupsInferred+s.groupsUnknown, s.groupsInferred, s.groupsUnknown))
 	}
 	return out
@@ -84,6 +84,9 @@ func buildConv(p protoPair, prev *pairLayer, tally *settingsTally) (Conv, error)
 	}
 	if g, ok := l.storedGroups(); ok {
 		c.Groups, c.GroupsSource = g, SourceFile
+	} else if p.groups > 1 {
+		c.Groups, c.GroupsSource = p.groups, SourceInferred
+		tally.groupsInferred++
 	} else if g, ok := inferGroups(l, prev, p.transposed); ok {
 		c.Groups, c.GroupsSource = g, SourceInferred
 		tally.groupsInferred++
@@ -122,12 +125,13 @@ func checkGroups(c Conv) error {
 }
 
 // inferGroups derives the groups of a state-dict conv from the channel
-// count of its input, which is known only when the layer before it in file
-// order is a BatchNorm that feeds it: a sibling registered before it
-// (ResNet's bn1 before conv2, DenseNet's norm1 before conv1), or the last
-// layer of the previous index of the same Sequential (features.2.conv.0.1
-// before features.2.conv.1.0). The groups are then C_in / weight dimension
-// 1, and must divide the output channels.
+// count of its input. That count is known only when the layer before the
+// conv in file order is a BatchNorm that feeds it. This holds for a sibling
+// registered before it (ResNet's bn1 before conv2, DenseNet's norm1 before
+// conv1) and for the last layer under the previous index of the same
+// Sequential (features.2.conv.0.1 before features.2.conv.1.0). The groups
+// are then C_in / weight dimension 1, and they must divide the output
+// channels.
 //
 // NOTE: a sibling BatchNorm of a parallel branch (Inception-style modules
 // registered as siblings) also passes this test, and a ModuleList of
@@ -232,9 +236,9 @@ func intTuple(attrs map[string]any, key string, n int, conv string) ([]int, erro
 }
 
 // stringPadding converts padding="valid" or "same" to explicit padding.
-// "same" (stride 1 only in PyTorch) pads dilation·(k−1)/2 per side; with an
-// even total PyTorch pads one more on the right, which one number per side
-// cannot express, so that case is left unknown (nil).
+// "same" (stride 1 only in PyTorch) pads dilation·(k−1)/2 per side. When
+// that total is odd, PyTorch pads one more on the right, which one number
+// per side cannot express, so that case is left unknown (nil).
 func stringPadding(mode string, c *Conv, spatial int) ([]int, error) {
 	pad := make([]int, spatial)
 	switch mode {

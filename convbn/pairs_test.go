@@ -206,6 +206,27 @@ func TestTransposedFromShape(t *testing.T) {
 	checkReason(t, r, "gen.2.0", "no module with tensors follows it in gen.2")
 }
 
+func TestGroupedTransposedAmbiguous(t *testing.T) {
+	// ConvTranspose2d(16, 8, 4, groups=2) stores [16, 4, 4, 4]: its BatchNorm
+	// of 8 matches neither dimension, only dimension 1 times the groups.
+	m := stateDict(conv("up.0", false, 16, 4, 4, 4), bn("up.1", 8))
+	r := mustFind(t, m, nil, Options{})
+	checkPairs(t, r, map[string]string{})
+	if len(r.Ambiguous) != 2 {
+		t.Fatalf("ambiguous: got %v, want up.0 and up.1", r.Ambiguous)
+	}
+	if a := r.Ambiguous[0]; a.Name != "up.0" || !strings.Contains(a.Reason, "2 groups") || !strings.Contains(a.Reason, "--pair up.0=up.1") {
+		t.Errorf("ambiguity: got %+v, want up.0 naming 2 groups and --pair up.0=up.1", a)
+	}
+
+	r = mustFind(t, m, nil, Options{Pairs: map[string]string{"up.0": "up.1"}})
+	checkPairs(t, r, map[string]string{"up.0": "up.1"})
+	c := r.Pairs[0].Conv
+	if !c.Transposed || c.Groups != 2 || c.GroupsSource != SourceInferred || c.OutChannels() != 8 {
+		t.Errorf("conv: transposed %v, groups %d (%q), out %d; want true, 2 (inferred), 8", c.Transposed, c.Groups, c.GroupsSource, c.OutChannels())
+	}
+}
+
 func TestSquareConvNote(t *testing.T) {
 	m := stateDict(conv("c", false, 16, 16, 3, 3), bn("b", 16))
 	r := mustFind(t, m, nil, Options{})
@@ -241,7 +262,7 @@ func TestNormWithoutRunningStats(t *testing.T) {
 }
 
 func TestConvsRegisteredBeforeBatchNorms(t *testing.T) {
-	// conv1, conv2, bn1, bn2: order pairs conv2 with bn1, names say conv1.
+	// conv1, conv2, bn1, bn2: order pairs conv2 with bn1, names point to conv1.
 	m := stateDict(conv("blk.conv1", false, 8, 8, 3, 3), conv("blk.conv2", false, 8, 8, 3, 3), bn("blk.bn1", 8), bn("blk.bn2", 8))
 	r := mustFind(t, m, nil, Options{})
 	checkPairs(t, r, map[string]string{})

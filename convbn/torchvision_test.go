@@ -41,7 +41,13 @@ type torchvisionArch struct {
 		Transposed  bool `json:"transposed"`
 		OutChannels int  `json:"out_channels"`
 	} `json:"convs"`
-	BatchNorms []string `json:"batchnorms"`
+	BatchNorms map[string]struct {
+		Eps      float64  `json:"eps"`
+		Momentum *float64 `json:"momentum"`
+	} `json:"batchnorms"`
+	// StateDictAmbiguous lists the convs of fx pairs that a state dict
+	// cannot settle, because they are grouped transposed convs.
+	StateDictAmbiguous []string `json:"state_dict_ambiguous"`
 }
 
 // TestTorchvisionPairs compares FindPairs with the pairs torch.fx traces
@@ -70,8 +76,8 @@ func TestTorchvisionPairs(t *testing.T) {
 	if err := json.Unmarshal(raw, &index); err != nil {
 		t.Fatalf("pairs.json: %v", err)
 	}
-	if len(index) < 14 {
-		t.Fatalf("pairs.json lists %d architectures, want at least 14", len(index))
+	if len(index) < 15 {
+		t.Fatalf("pairs.json lists %d architectures, want at least 15", len(index))
 	}
 
 	names := make([]string, 0, len(index))
@@ -89,7 +95,7 @@ func TestTorchvisionPairs(t *testing.T) {
 	}
 }
 
-// checkTorchvisionFile checks one checkpoint against the fx answer: the
+// checkTorchvisionFile checks one checkpoint against the fx result: the
 // exact pair set, no ambiguity, every conv and BatchNorm accounted for, and
 // groups and transposition that agree with the module where they are
 // stored or inferred.
@@ -107,9 +113,31 @@ func checkTorchvisionFile(t *testing.T, path string, arch torchvisionArch) {
 		t.Fatalf("FindPairs: %v", err)
 	}
 
-	comparePairSets(t, filepath.Base(path), pairMap(r), arch.Pairs)
+	// A state dict does not store groups, so a grouped transposed conv's
+	// BatchNorm matches neither weight dimension and only --pair can
+	// confirm the pair; FindPairs must report it as ambiguous. A pickled
+	// module stores groups, so there every fx pair must be found.
+	want := arch.Pairs
+	wantAmbiguous := map[string]bool{}
+	if f.Models[0].Root == nil && len(arch.StateDictAmbiguous) > 0 {
+		want = map[string]string{}
+		for conv, bn := range arch.Pairs {
+			want[conv] = bn
+		}
+		for _, conv := range arch.StateDictAmbiguous {
+			delete(want, conv)
+			wantAmbiguous[conv], wantAmbiguous[arch.Pairs[conv]] = true, true
+		}
+	}
+	comparePairSets(t, filepath.Base(path), pairMap(r), want)
 	for _, a := range r.Ambiguous {
-		t.Errorf("ambiguous %s (candidates %v): %s", a.Name, a.Candidates, a.Reason)
+		if !wantAmbiguous[a.Name] {
+			t.Errorf("ambiguous %s (candidates %v): %s", a.Name, a.Candidates, a.Reason)
+		}
+		delete(wantAmbiguous, a.Name)
+	}
+	for name := range wantAmbiguous {
+		t.Errorf("%s: want it reported as ambiguous (grouped transposed conv in a state dict)", name)
 	}
 
 	for _, p := range r.Pairs {
@@ -127,6 +155,18 @@ func checkTorchvisionFile(t *testing.T, path string, arch torchvisionArch) {
 		if f.Models[0].Root != nil && p.Conv.GroupsSource != SourceFile {
 			t.Errorf("%s: groups source %q in a pickled module, want %q", p.Conv.Name, p.Conv.GroupsSource, SourceFile)
 		}
+
+		settings := arch.BatchNorms[p.BN.Name]
+		wantSource := SourceDefault
+		if f.Models[0].Root != nil {
+			wantSource = SourceFile
+		}
+		if p.BN.EpsSource != wantSource || p.BN.MomentumSource != wantSource {
+			t.Errorf("%s: eps from %s, momentum from %s, want both from %s", p.BN.Name, p.BN.EpsSource, p.BN.MomentumSource, wantSource)
+		}
+		if wantSource == SourceFile && (p.BN.Eps != settings.Eps || formatMomentum(p.BN.Momentum) != formatMomentum(settings.Momentum)) {
+			t.Errorf("%s: eps %g momentum %s, want %g and %s", p.BN.Name, p.BN.Eps, formatMomentum(p.BN.Momentum), settings.Eps, formatMomentum(settings.Momentum))
+		}
 	}
 
 	listed := map[string]bool{}
@@ -139,12 +179,15 @@ func checkTorchvisionFile(t *testing.T, path string, arch torchvisionArch) {
 		}
 		listed[u.Name] = true
 	}
+	for _, a := range r.Ambiguous {
+		listed[a.Name] = true
+	}
 	for conv := range arch.Convs {
 		if !listed[conv] {
 			t.Errorf("conv %s is neither paired nor listed as unpaired", conv)
 		}
 	}
-	for _, bn := range arch.BatchNorms {
+	for bn := range arch.BatchNorms {
 		if !listed[bn] {
 			t.Errorf("BatchNorm %s is neither paired nor listed as unpaired", bn)
 		}

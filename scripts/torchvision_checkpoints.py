@@ -18,7 +18,10 @@ and OUTDIR/pairs.json, which maps NAME to
   pairs:  {conv module name: BatchNorm module name}, from torch.fx
   convs:  {conv module name: {"groups": G, "transposed": bool,
            "out_channels": C}} for every convolution
-  batchnorms: [BatchNorm module names]
+  batchnorms: {BatchNorm module name: {"eps": ε, "momentum": m or null}}
+  state_dict_ambiguous: [conv names of fx pairs that a state dict cannot
+          settle: a grouped transposed conv, whose BatchNorm size equals
+          neither weight dimension because the file does not store groups]
 
 A pair is a call_module node of a Conv type whose only user is a
 call_module node of a BatchNorm type, in the graph that
@@ -46,7 +49,7 @@ CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d,
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 # Architectures also saved as a whole pickled module.
-WHOLE_MODULE = {"resnet18", "mobilenet_v2"}
+WHOLE_MODULE = {"resnet18", "mobilenet_v2", "densenet121", "convtranspose_small"}
 
 
 def small_alexnet():
@@ -73,6 +76,26 @@ def small_resnext50():
                              groups=32, width_per_group=2, num_classes=10)
 
 
+def convtranspose_small():
+    """A generator-style stack that torchvision lacks: transposed convs
+    (one grouped, whose BatchNorm size matches neither weight dimension),
+    a Conv→ReLU→BatchNorm block and a Conv1d→BatchNorm1d pair."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(16, 32, 4, stride=2, padding=1),           # 0
+        nn.BatchNorm2d(32),                                            # 1
+        nn.ReLU(),                                                     # 2
+        nn.ConvTranspose2d(32, 8, 4, stride=2, padding=1, groups=2),   # 3
+        nn.BatchNorm2d(8),                                             # 4
+        nn.ReLU(),                                                     # 5
+        nn.Conv2d(8, 8, 3, padding=1),                                 # 6
+        nn.ReLU(),                                                     # 7
+        nn.BatchNorm2d(8),                                             # 8
+        nn.Flatten(2),                                                 # 9
+        nn.Conv1d(8, 12, 3, padding=1, bias=False),                    # 10
+        nn.BatchNorm1d(12, eps=1e-3, momentum=None),                   # 11
+    )
+
+
 ARCHITECTURES = [
     ("resnet18", lambda: tvm.resnet18(num_classes=10)),
     ("resnext50_small", small_resnext50),
@@ -91,6 +114,7 @@ ARCHITECTURES = [
     ("vgg11_bn_small", small_vgg11_bn),
     ("alexnet_small", small_alexnet),
     ("squeezenet1_1", lambda: tvm.squeezenet1_1(num_classes=10)),
+    ("convtranspose_small", convtranspose_small),
 ]
 
 
@@ -178,17 +202,23 @@ def main():
             torch.save(model, os.path.join(out, files[-1]))
 
         convs = {}
-        batchnorms = []
+        batchnorms = {}
         for mname, module in model.named_modules():
             if isinstance(module, CONV_TYPES):
                 convs[mname] = {"groups": module.groups,
                                 "transposed": bool(module.transposed),
                                 "out_channels": module.out_channels}
             elif isinstance(module, BN_TYPES):
-                batchnorms.append(mname)
+                batchnorms[mname] = {"eps": module.eps,
+                                     "momentum": module.momentum}
 
-        index[name] = {"files": files, "pairs": fx_pairs(model),
-                       "convs": convs, "batchnorms": batchnorms}
+        pairs = fx_pairs(model)
+        ambiguous = sorted(
+            c for c in pairs
+            if convs[c]["transposed"] and convs[c]["groups"] > 1)
+        index[name] = {"files": files, "pairs": pairs, "convs": convs,
+                       "batchnorms": batchnorms,
+                       "state_dict_ambiguous": ambiguous}
         print("%-20s %3d pairs, %3d convs, %5.1f s" % (
             name, len(index[name]["pairs"]), len(convs), time.time() - start),
             file=sys.stderr)
