@@ -16,8 +16,8 @@ type Layer struct {
 
 	WeightShape []int
 	Groups      int
-	// GroupsSource says whether Groups was stored in the file or inferred
-	// from shapes; "" when it is assumed to be 1.
+	// GroupsSource records whether Groups was stored in the file or
+	// inferred from shapes. It is "" when Groups is assumed to be 1.
 	GroupsSource convbn.Source
 	Transposed   bool
 	HasBias      bool // whether the conv has a bias

@@ -24,7 +24,7 @@ func (l Level) Rank() int {
 	return 0
 }
 
-// Side says which way Deploy mode distorts training.
+// Side is the direction in which Deploy mode distorts training.
 type Side string
 
 // Sides of a risk. SideNone goes with LevelNone.
