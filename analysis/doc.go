@@ -53,8 +53,8 @@
 //     when ≤ 0.1, low when ≤ 0.5. A few slow channels do little harm, a
 //     layer whose typical channel barely moves does.
 //
-// The layer's risk is the higher of the two levels, named with its side;
-// when both sides reach the same level other than none the side is
+// The layer's risk is the higher of the two levels, named with its side.
+// When both sides reach the same level other than none, the side is
 // "both". Comparisons with a limit, here and in the counts, allow a
 // relative 1e-12 for rounding, so ω = 0.1 counts as D = 100. The limits
 // are the fields of Thresholds; DefaultThresholds returns the values

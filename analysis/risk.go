@@ -60,8 +60,8 @@ func (r Risk) String() string {
 
 // assessRisk applies the thresholds to a layer's largest finite distortion
 // (overshoot) and median finite distortion (stall); see Thresholds. A
-// layer without any finite distortion has risk none, and its flags say
-// why.
+// layer without any finite distortion has risk none, and its flags give
+// the reason.
 func assessRisk(s *LayerStats, opts Options) Risk {
 	t := opts.Thresholds
 	maxD, medianD := s.Max(opts.Optimizer), s.Median(opts.Optimizer)
