@@ -329,3 +329,43 @@ func TestParseFormat(t *testing.T) {
 		t.Error("ParseFormat accepted yaml")
 	}
 }
+
+func TestRenderersWithoutPairs(t *testing.T) {
+	report := &analysis.FileReport{
+		Path:    "ecg.pth",
+		Format:  "pytorch-zip",
+		Options: analysis.DefaultOptions(),
+		Models: []*analysis.ModelReport{{
+			Summary: analysis.Summarize(nil, analysis.SGD),
+		}},
+	}
+	files := []*analysis.FileReport{report}
+	for _, f := range Formats {
+		var b bytes.Buffer
+		if err := Write(&b, f, files, Options{PerChannel: true}); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		out := b.String()
+		switch f {
+		case FormatTable, FormatMarkdown:
+			if !strings.Contains(out, "o Conv→BatchNorm pairs found") || !strings.Contains(out, "Summary: 0 layers, 0 channels") {
+				t.Errorf("%s output lacks the no-pairs message or summary:\n%s", f, out)
+			}
+		case FormatJSON:
+			doc := decodeGeneric(t, b.Bytes())
+			model := doc["files"].([]any)[0].(map[string]any)["models"].([]any)[0].(map[string]any)
+			if layers := model["layers"].([]any); len(layers) != 0 {
+				t.Errorf("json layers mismatch: got %d, want 0", len(layers))
+			}
+			extreme := model["summary"].(map[string]any)["max_distortion"].(map[string]any)
+			if extreme["value"] != nil || extreme["layer"] != "" {
+				t.Errorf("json max_distortion mismatch: got %v, want null value and empty layer", extreme)
+			}
+		case FormatCSV:
+			if strings.Count(out, "\n") != 1 {
+				t.Errorf("csv without pairs mismatch: got %q, want the header only", out)
+			}
+		}
+	}
+}
