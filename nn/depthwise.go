@@ -10,13 +10,14 @@ func (c *Conv2d[T]) depthwiseForward(x *Tensor[T], w []T, y *Tensor[T]) {
 	_, co, oh, ow := y.Dims4()
 	m := co / ci
 	kk := c.KernelH * c.KernelW
-	for s := 0; s < n; s++ {
-		for o := 0; o < co; o++ {
+	parallelFor(n*co, n*co*oh*ow*kk, func(lo, hi int) {
+		for so := lo; so < hi; so++ {
+			s, o := so/co, so%co
 			plane := x.Data[(s*ci+o/m)*h*wd : (s*ci+o/m+1)*h*wd]
 			out := y.Data[(s*co+o)*oh*ow : (s*co+o+1)*oh*ow]
 			c.depthwisePlane(plane, h, wd, w[o*kk:(o+1)*kk], out, oh, ow)
 		}
-	}
+	})
 }
 
 func (c *Conv2d[T]) depthwisePlane(x []T, h, w int, k []T, y []T, oh, ow int) {
@@ -81,46 +82,52 @@ func (c *Conv2d[T]) depthwiseBackward(x *Tensor[T], w []T, dy, dx *Tensor[T], dw
 	sh, sw := c.stride()
 	dil0, dil1 := c.dilation()
 	ph, pw := c.Padding[0], c.Padding[1]
-	for s := 0; s < n; s++ {
-		for o := 0; o < co; o++ {
-			plane := x.Data[(s*ci+o/m)*h*wd : (s*ci+o/m+1)*h*wd]
-			dplane := dx.Data[(s*ci+o/m)*h*wd : (s*ci+o/m+1)*h*wd]
-			g := dy.Data[(s*co+o)*oh*ow : (s*co+o+1)*oh*ow]
-			k := w[o*kk : (o+1)*kk]
-			dk := dw[o*kk : (o+1)*kk]
-			for i := 0; i < c.KernelH; i++ {
-				for j := 0; j < c.KernelW; j++ {
-					kv := k[i*c.KernelW+j]
-					off := j*dil1 - pw
-					lo, hi := validRange(off, sw, wd, ow)
-					var acc T
-					for oy := 0; oy < oh; oy++ {
-						iy := oy*sh - ph + i*dil0
-						if iy < 0 || iy >= h {
-							continue
-						}
-						row := plane[iy*wd : (iy+1)*wd]
-						drow := dplane[iy*wd : (iy+1)*wd]
-						grow := g[oy*ow : (oy+1)*ow]
-						if sw == 1 {
-							src := row[lo+off : hi+off]
-							dst := drow[lo+off : hi+off]
-							gs := grow[lo:hi]
-							for t, gv := range gs {
-								acc += gv * src[t]
-								dst[t] += kv * gv
+
+	// Work is split by input channel: group g owns input plane g of every
+	// sample and weight rows g·M … (g+1)·M − 1, so no two goroutines write
+	// the same element of dx or dw.
+	parallelFor(ci, n*co*oh*ow*kk*2, func(gLo, gHi int) {
+		for s := 0; s < n; s++ {
+			for o := gLo * m; o < gHi*m; o++ {
+				plane := x.Data[(s*ci+o/m)*h*wd : (s*ci+o/m+1)*h*wd]
+				dplane := dx.Data[(s*ci+o/m)*h*wd : (s*ci+o/m+1)*h*wd]
+				g := dy.Data[(s*co+o)*oh*ow : (s*co+o+1)*oh*ow]
+				k := w[o*kk : (o+1)*kk]
+				dk := dw[o*kk : (o+1)*kk]
+				for i := 0; i < c.KernelH; i++ {
+					for j := 0; j < c.KernelW; j++ {
+						kv := k[i*c.KernelW+j]
+						off := j*dil1 - pw
+						lo, hi := validRange(off, sw, wd, ow)
+						var acc T
+						for oy := 0; oy < oh; oy++ {
+							iy := oy*sh - ph + i*dil0
+							if iy < 0 || iy >= h {
+								continue
 							}
-							continue
+							row := plane[iy*wd : (iy+1)*wd]
+							drow := dplane[iy*wd : (iy+1)*wd]
+							grow := g[oy*ow : (oy+1)*ow]
+							if sw == 1 {
+								src := row[lo+off : hi+off]
+								dst := drow[lo+off : hi+off]
+								gs := grow[lo:hi]
+								for t, gv := range gs {
+									acc += gv * src[t]
+									dst[t] += kv * gv
+								}
+								continue
+							}
+							for ox := lo; ox < hi; ox++ {
+								gv := grow[ox]
+								acc += gv * row[ox*sw+off]
+								drow[ox*sw+off] += kv * gv
+							}
 						}
-						for ox := lo; ox < hi; ox++ {
-							gv := grow[ox]
-							acc += gv * row[ox*sw+off]
-							drow[ox*sw+off] += kv * gv
-						}
+						dk[i*c.KernelW+j] += acc
 					}
-					dk[i*c.KernelW+j] += acc
 				}
 			}
 		}
-	}
+	})
 }
