@@ -52,6 +52,9 @@ type Thresholds struct {
 // DefaultThresholds returns the thresholds used unless the caller sets
 // others: overshoot at D ≥ 2, 10 and 100, stall at median D ≤ 0.5, 0.1 and
 // 0.01, and tiny variance below 1·ε.
+//
+// NOTE: these limits are judgment calls: no training run has calibrated
+// which D makes Deploy training diverge or stall in practice.
 func DefaultThresholds() Thresholds {
 	return Thresholds{
 		OvershootLow:      2,
