@@ -232,6 +232,10 @@ func (idx *layerIndex) classify(file string) error {
 
 // kindByTensors judges a layer by its tensors alone, as a state dict
 // requires.
+//
+// NOTE: an InstanceNorm with track_running_stats=True stores the same
+// tensors as a BatchNorm, so in a state dict without a module tree or
+// layer list it is taken for a BatchNorm.
 func (l *pairLayer) kindByTensors() layerKind {
 	if l.params["running_mean"] != nil && l.params["running_var"] != nil {
 		return kindBatchNorm

@@ -541,3 +541,95 @@ func TestMalformedInput(t *testing.T) {
 		t.Errorf("nil model: got no error")
 	}
 }
+
+func TestLayerListWrittenFile(t *testing.T) {
+	// A file from convbn-diag's own writer, read back by checkpoint.Open:
+	// its stored layer list must decide the pairs, including a ReLU that
+	// breaks the second conv's pair despite adjacent names.
+	shapes := []struct {
+		name  string
+		shape []int
+	}{
+		{"stem.weight", []int{8, 3, 3, 3}},
+		{"stem_bn.weight", []int{8}}, {"stem_bn.bias", []int{8}},
+		{"stem_bn.running_mean", []int{8}}, {"stem_bn.running_var", []int{8}},
+		{"body.weight", []int{8, 8, 3, 3}},
+		{"body_bn.weight", []int{8}}, {"body_bn.bias", []int{8}},
+		{"body_bn.running_mean", []int{8}}, {"body_bn.running_var", []int{8}},
+	}
+	var sources []checkpoint.TensorSource
+	for _, s := range shapes {
+		n := 1
+		for _, d := range s.shape {
+			n *= d
+		}
+		sources = append(sources, checkpoint.TensorSource{
+			Name: s.name, DType: checkpoint.Float32, Shape: s.shape,
+			WriteData: checkpoint.Float64Data(checkpoint.Float32, make([]float64, n)),
+		})
+	}
+	mom := 0.05
+	layers := []checkpoint.LayerSpec{
+		{Name: "stem", Type: "Conv2d", Stride: []int{2, 2}, Padding: []int{1, 1}, Dilation: []int{1, 1}, Groups: 1},
+		{Name: "stem_bn", Type: "BatchNorm2d", Eps: 1e-3, Momentum: &mom},
+		{Name: "body", Type: "Conv2d", Groups: 1},
+		{Name: "act", Type: "ReLU"},
+		{Name: "body_bn", Type: "BatchNorm2d", Eps: 1e-3, Momentum: &mom},
+	}
+	path := t.TempDir() + "/layers.pth"
+	if err := checkpoint.WriteTorchFile(path, sources, &checkpoint.TorchWriteOptions{Layers: layers}); err != nil {
+		t.Fatalf("WriteTorchFile: %v", err)
+	}
+	f, err := checkpoint.Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer f.Close()
+	if len(f.Models) != 1 {
+		t.Fatalf("got %d models, want 1", len(f.Models))
+	}
+
+	r := mustFind(t, f.Models[0], f.Metadata, Options{Eps: 1e-5, EpsSet: true})
+	checkPairs(t, r, map[string]string{"stem": "stem_bn"})
+	checkReason(t, r, "body", "next layer in the stored layer list, act (ReLU)")
+	p := r.Pairs[0]
+	if p.Evidence != EvidenceMetadata {
+		t.Errorf("evidence: got %s, want %s", p.Evidence, EvidenceMetadata)
+	}
+	if p.BN.Eps != 1e-3 || p.BN.EpsSource != SourceFile {
+		t.Errorf("eps: got %g from %s, want 0.001 from file", p.BN.Eps, p.BN.EpsSource)
+	}
+	if p.BN.Momentum == nil || *p.BN.Momentum != 0.05 {
+		t.Errorf("momentum: got %v, want 0.05", p.BN.Momentum)
+	}
+	if !reflect.DeepEqual(p.Conv.Stride, []int{2, 2}) || p.Conv.GeometrySource != SourceFile {
+		t.Errorf("stride: got %v (%q), want [2 2] from file", p.Conv.Stride, p.Conv.GeometrySource)
+	}
+}
+
+func TestModuleTreeNonFoldable(t *testing.T) {
+	identity := treeChild{class: "torch.nn.modules.linear.Identity"}
+	noStats := treeChild{
+		class:   "torch.nn.modules.batchnorm.BatchNorm2d",
+		attrs:   map[string]any{"eps": 1e-5, "momentum": 0.1, "affine": true, "track_running_stats": false},
+		tensors: bn("", 8)[:2],
+	}
+	instance := treeChild{
+		class:   "torch.nn.modules.instancenorm.InstanceNorm2d",
+		attrs:   map[string]any{"eps": 1e-5, "affine": false, "track_running_stats": true},
+		tensors: bn("", 8)[2:4],
+	}
+	m := moduleTree("s",
+		convModule(8, 8, 3, 1), identity, bnModule(8, 1e-5, 0.1), // s.0, Identity, s.2
+		convModule(8, 8, 3, 1), noStats, // s.3 → BatchNorm without running statistics
+		convModule(8, 8, 3, 1), instance, // s.5 → InstanceNorm with running statistics
+	)
+	fixDots(m)
+	r := mustFind(t, m, nil, Options{})
+	checkPairs(t, r, map[string]string{})
+	checkReason(t, r, "s.0", "next module s.1 (Identity) has no tensors")
+	checkReason(t, r, "s.2", "previous module s.1 (Identity)")
+	checkReason(t, r, "s.3", "is a BatchNorm without running statistics")
+	checkReason(t, r, "s.4", "no running statistics")
+	checkReason(t, r, "s.5", "next module s.6 (InstanceNorm2d) is not a convolution or BatchNorm")
+}
