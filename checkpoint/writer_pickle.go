@@ -13,9 +13,7 @@ const (
 	pickleOpProto      = 0x80
 	pickleOpGlobal     = 'c'
 	pickleOpBinPut     = 'q'
-	pickleOpLongBinPut = 'r'
 	pickleOpBinGet     = 'h'
-	pickleOpLongBinGet = 'j'
 	pickleOpEmptyTuple = ')'
 	pickleOpEmptyDict  = '}'
 	pickleOpReduce     = 'R'
@@ -48,28 +46,23 @@ type pickler struct {
 func (p *pickler) op(b byte) { p.buf = append(p.buf, b) }
 
 // global pushes module.name, fetching it from the memo after first use.
+// The writer uses at most seven globals (OrderedDict, _rebuild_tensor_v2
+// and five storage classes), so one-byte memo indices suffice.
 func (p *pickler) global(module, name string) {
 	key := module + "\n" + name
 	if idx, ok := p.globals[key]; ok {
-		if idx < 256 {
-			p.buf = append(p.buf, pickleOpBinGet, byte(idx))
-		} else {
-			p.buf = append(p.buf, pickleOpLongBinGet)
-			p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(idx))
-		}
+		p.buf = append(p.buf, pickleOpBinGet, byte(idx))
 		return
 	}
+	idx := len(p.globals)
+	if idx > 255 {
+		panic("checkpoint: pickler memo holds more than 256 globals")
+	}
+	p.globals[key] = idx
 	p.buf = append(p.buf, pickleOpGlobal)
 	p.buf = append(p.buf, key...)
 	p.buf = append(p.buf, '\n')
-	idx := len(p.globals)
-	p.globals[key] = idx
-	if idx < 256 {
-		p.buf = append(p.buf, pickleOpBinPut, byte(idx))
-	} else {
-		p.buf = append(p.buf, pickleOpLongBinPut)
-		p.buf = binary.LittleEndian.AppendUint32(p.buf, uint32(idx))
-	}
+	p.buf = append(p.buf, pickleOpBinPut, byte(idx))
 }
 
 func (p *pickler) str(s string) {

@@ -414,3 +414,32 @@ func TestAppendElementsInt64(t *testing.T) {
 		t.Error("AppendElements(Int32) succeeded, want an unsupported-dtype error")
 	}
 }
+
+func BenchmarkWriteTorch1MiB(b *testing.B)   { benchmarkWriteTorch(b, 1<<20) }
+func BenchmarkWriteTorch100MiB(b *testing.B) { benchmarkWriteTorch(b, 100<<20) }
+
+// benchmarkWriteTorch streams one float32 tensor of size bytes, generated
+// in 64 KiB blocks, into an archive that is counted and dropped.
+func benchmarkWriteTorch(b *testing.B, size int) {
+	const chunk = 1 << 16
+	block := make([]byte, chunk)
+	sources := []TensorSource{{
+		Name:  "weight",
+		DType: Float32,
+		Shape: []int{size / 4},
+		WriteData: func(w io.Writer) error {
+			for left := size; left > 0; left -= chunk {
+				if _, err := w.Write(block[:min(left, chunk)]); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}}
+	b.SetBytes(int64(size))
+	for b.Loop() {
+		if err := WriteTorch(&countingDiscard{}, sources, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -14,24 +14,25 @@
 // top-level object is {"state_dict": OrderedDict, "convbn_diag_metadata":
 // {str: str}}, and the metadata holds every layer in forward order with its
 // ε, momentum and conv geometry (checkpoint.MetadataLayersKey). Each layer
-// is there to show one thing; ω = γ/√(σ²+ε) below was computed in float64
-// from the stored float32 values:
+// is there to show one thing. The medians of |ω| = |γ/√(σ²+ε)| below are
+// over channels with a finite, nonzero ω, computed in float64 from the
+// stored float32 values:
 //
 //	features.0   Conv2d 3→16, 3×3, padding 1, no bias
-//	features.1   BatchNorm2d(16), ε 1e-5: a pair with median |ω| 0.90;
+//	features.1   BatchNorm2d(16), ε 1e-5: a pair with median |ω| 1.11;
 //	             channel 3 is dead (γ = 0, ω = 0) and channel 7 has a
 //	             negative γ (−0.8, ω ≈ −0.74)
 //	features.2   ReLU
 //	features.3   Conv2d 16→16, 3×3, depthwise (groups 16), dilation 2,
 //	             padding 2, no bias
 //	features.4   BatchNorm2d(16), ε 1e-5: running variances near 0.01 give
-//	             median |ω| 8.1, so Deploy-mode training stalls; channel 9
+//	             median |ω| 8.55, so Deploy-mode training stalls; channel 9
 //	             has σ² = 1e-12, so ω ≈ γ/√ε ≈ 322
 //	features.5   ReLU
 //	features.6   Conv2d 16→32, 3×3, stride 2, padding 1, with bias
 //	features.7   BatchNorm2d(32), ε 1e-3 and momentum 0.03 (the
 //	             Keras/YOLO convention): running variances near 50 give
-//	             median |ω| 0.051, so Deploy-mode training overshoots;
+//	             median |ω| 0.0507, so Deploy-mode training overshoots;
 //	             channel 20 has σ² = −0.5, so σ²+ε ≤ 0 and ω is undefined
 //	features.8   ReLU
 //	features.9   Conv2d 32→32, 1×1, no bias: not a pair, because
@@ -40,7 +41,7 @@
 //	features.12  ConvTranspose2d 32→16, 4×4, stride 2, padding 1, groups 2,
 //	             weight [32, 8, 4, 4]: output channel c is dimension 1
 //	features.13  BatchNorm2d(16), ε 1e-5: γ ramps from 0.2 to 1.7 across
-//	             the channels (median |ω| 0.98), so scaling along the wrong
+//	             the channels (median |ω| 1.05), so scaling along the wrong
 //	             weight dimension gives visibly wrong fused weights
 //	features.14  ReLU
 //	pool         AdaptiveAvgPool2d to 1×1

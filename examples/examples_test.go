@@ -158,12 +158,12 @@ func flagsBatchNorm(t *testing.T, net *flagsnet.Net, name string) (gamma, varian
 	return gamma, variance, eps
 }
 
-// medianAbsOmega returns the median of |γ/√(σ²+ε)| over channels with
-// σ²+ε > 0.
+// medianAbsOmega returns the median of |γ/√(σ²+ε)| over channels with a
+// finite, nonzero ω.
 func medianAbsOmega(gamma, variance []float64, eps float64) float64 {
 	var abs []float64
 	for c := range gamma {
-		if variance[c]+eps > 0 {
+		if variance[c]+eps > 0 && gamma[c] != 0 {
 			abs = append(abs, math.Abs(gamma[c]/math.Sqrt(variance[c]+eps)))
 		}
 	}
@@ -244,5 +244,25 @@ func TestFlagsShowsDocumentedCases(t *testing.T) {
 	}
 	if layer["classifier"].Type != "Linear" || !slices.Equal(shapes["classifier.weight"], []int{10, 16}) {
 		t.Errorf("classifier mismatch: %+v weight %v", layer["classifier"], shapes["classifier.weight"])
+	}
+}
+
+func TestFlagsDocumentedMedians(t *testing.T) {
+	// The medians that doc.go quotes, to the digits it quotes them.
+	net := flagsnet.Build()
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"features.1", 1.11},
+		{"features.4", 8.55},
+		{"features.7", 0.0507},
+		{"features.13", 1.05},
+	} {
+		gamma, variance, eps := flagsBatchNorm(t, net, c.name)
+		got := medianAbsOmega(gamma, variance, eps)
+		if math.Abs(got-c.want) > 0.006*c.want {
+			t.Errorf("%s median |ω| = %.4g, doc.go says %v", c.name, got, c.want)
+		}
 	}
 }
