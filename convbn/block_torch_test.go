@@ -177,3 +177,75 @@ func TestBlockMatchesTorch(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockFloat32MatchesTorch runs the reference cases in float32 and
+// compares norm-wise with PyTorch's float64 values.
+func TestBlockFloat32MatchesTorch(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "torch_reference.json"))
+	if err != nil {
+		t.Fatalf("read reference: %v (regenerate with /usr/bin/python3 scripts/torch_reference.py)", err)
+	}
+	var ref struct {
+		Blocks []refBlock `json:"blocks"`
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatalf("decode testdata/torch_reference.json: %v", err)
+	}
+	const tol = 1e-5
+	for i := range ref.Blocks {
+		rc := &ref.Blocks[i]
+		for _, mode := range []Mode{Train, Eval, Tune, Deploy} {
+			t.Run(rc.Name+"/"+mode.String(), func(t *testing.T) {
+				b64 := blockFromReference(rc)
+				b := &Block[float32]{
+					Name:       b64.Name,
+					Conv:       &nn.Conv2d[float32]{InChannels: b64.Conv.InChannels, OutChannels: b64.Conv.OutChannels, KernelH: b64.Conv.KernelH, KernelW: b64.Conv.KernelW, Stride: b64.Conv.Stride, Padding: b64.Conv.Padding, Dilation: b64.Conv.Dilation, Groups: b64.Conv.Groups},
+					Weight:     nn.Convert[float32](b64.Weight),
+					WeightGrad: make([]float32, len(b64.Weight)),
+				}
+				if b64.Bias != nil {
+					b.Bias, b.BiasGrad = nn.Convert[float32](b64.Bias), make([]float32, len(b64.Bias))
+				}
+				bn := *nn.NewBatchNorm2d[float32](b64.BN.Channels)
+				bn.Eps, bn.Affine = b64.BN.Eps, b64.BN.Affine
+				bn.RunningMean, bn.RunningVar = nn.Convert[float32](b64.BN.RunningMean), nn.Convert[float32](b64.BN.RunningVar)
+				if bn.Affine {
+					bn.Gamma, bn.Beta = nn.Convert[float32](b64.BN.Gamma), nn.Convert[float32](b64.BN.Beta)
+				} else {
+					bn.Gamma, bn.Beta, bn.GammaGrad, bn.BetaGrad = nil, nil, nil, nil
+				}
+				b.BN = &bn
+				mustSetMode(t, b, mode)
+
+				x := nn.FromSlice(nn.Convert[float32](rc.X.Data), rc.X.Shape...)
+				z, dx := step(t, b, x, nn.Convert[float32](rc.DZ.Data))
+				want := map[Mode]*refGrads{Train: &rc.Train.refGrads, Eval: &rc.Eval, Tune: &rc.Tune}[mode]
+				switch mode {
+				case Train:
+					assertRelErr(t, "z", z.Data, rc.Train.Z.Data, tol)
+				case Eval:
+					assertRelErr(t, "z", z.Data, rc.Z.Data, tol)
+				case Tune:
+					assertRelErr(t, "z", z.Data, rc.TuneZ.Data, tol)
+				case Deploy:
+					assertRelErr(t, "z", z.Data, rc.Deploy.Z.Data, tol)
+					assertRelErr(t, "dx", dx.Data, rc.Deploy.DX.Data, tol)
+					assertRelErr(t, "dweight", b.WeightGrad, rc.Deploy.DWeight.Data, tol)
+					assertRelErr(t, "dbias", b.BiasGrad, rc.Deploy.DBias.Data, tol)
+					return
+				}
+				assertRelErr(t, "dx", dx.Data, want.DX.Data, tol)
+				assertRelErr(t, "dweight", b.WeightGrad, want.DWeight.Data, tol)
+				if want.DBias != nil && mode != Train {
+					// In Train mode ∂L/∂b is 0 up to rounding, so a relative
+					// error is meaningless there.
+					assertRelErr(t, "dbias", b.BiasGrad, want.DBias.Data, tol)
+				}
+				if want.DGamma != nil {
+					assertRelErr(t, "dgamma", b.BN.GammaGrad, want.DGamma.Data, tol)
+					assertRelErr(t, "dbeta", b.BN.BetaGrad, want.DBeta.Data, tol)
+				}
+			})
+		}
+	}
+}
