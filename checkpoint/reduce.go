@@ -40,10 +40,23 @@ func (u *unpickler) reduceDepth(callable any, args pyTuple, depth int) (any, err
 			}
 		}
 		return s, nil
+	case "builtins.bytes", "__builtin__.bytes":
+		// Protocols 0 to 2 write an empty bytes object as bytes().
+		if len(args) == 0 {
+			return []byte{}, nil
+		}
 	case "builtins.bytearray", "__builtin__.bytearray":
+		// bytearray(b) since protocol 3, bytearray(text, encoding) before.
 		if len(args) == 1 {
 			if b, ok := args[0].([]byte); ok {
 				return b, nil
+			}
+		}
+		if len(args) == 2 {
+			s, ok1 := args[0].(string)
+			enc, ok2 := args[1].(string)
+			if ok1 && ok2 {
+				return encodeText(s, enc), nil
 			}
 		}
 	case "_codecs.encode":
