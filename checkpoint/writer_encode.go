@@ -66,6 +66,34 @@ func Float64Data(d DType, values []float64) func(io.Writer) error {
 	}
 }
 
+// GeneratedData returns a TensorSource.WriteData function for n elements
+// of dtype d that fill computes block by block: each call receives the
+// index of the block's first element and a slice to fill with the next
+// len(values) elements. Only one block is held in memory, so it suits
+// tensors too large to keep. An error from fill stops the write.
+func GeneratedData(d DType, n int64, fill func(first int64, values []float64) error) func(io.Writer) error {
+	return func(w io.Writer) error {
+		const block = 1 << 14
+		values := make([]float64, block)
+		buf := make([]byte, 0, block*max(d.Size(), 1))
+		for first := int64(0); first < n; first += block {
+			chunk := values[:min(int64(block), n-first)]
+			if err := fill(first, chunk); err != nil {
+				return fmt.Errorf("generate elements from %d: %w", first, err)
+			}
+			var err error
+			buf, err = AppendElements(buf[:0], d, chunk)
+			if err != nil {
+				return fmt.Errorf("encode as %s: %w", d, err)
+			}
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // ReaderData returns a TensorSource.WriteData function that copies r, which
 // must yield the tensor's raw little-endian bytes and then io.EOF. WriteTorch
 // reports an error when r yields more or fewer bytes than the tensor takes.

@@ -443,3 +443,53 @@ func benchmarkWriteTorch(b *testing.B, size int) {
 		}
 	}
 }
+
+func TestGeneratedData(t *testing.T) {
+	const n = 40000 // more than two blocks, and not a multiple of one
+	fill := func(first int64, values []float64) error {
+		for i := range values {
+			values[i] = float64(first+int64(i)) * 0.5
+		}
+		return nil
+	}
+	var buf bytes.Buffer
+	sources := []TensorSource{{Name: "ramp", DType: Float64, Shape: []int{n}, WriteData: GeneratedData(Float64, n, fill)}}
+	if err := WriteTorch(&buf, sources, nil); err != nil {
+		t.Fatalf("WriteTorch: %v", err)
+	}
+
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := zr.Open("archive/data/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeExpected(t, raw, Float64)
+	if len(got) != n {
+		t.Fatalf("entry holds %d elements, want %d", len(got), n)
+	}
+	for i, v := range got {
+		if v != float64(i)*0.5 {
+			t.Fatalf("element %d mismatch: got %v, want %v", i, v, float64(i)*0.5)
+		}
+	}
+
+	failing := GeneratedData(Float32, n, func(first int64, values []float64) error {
+		if first > 0 {
+			return errors.New("source exhausted")
+		}
+		return nil
+	})
+	sources = []TensorSource{{Name: "broken", DType: Float32, Shape: []int{n}, WriteData: failing}}
+	err = WriteTorch(io.Discard, sources, nil)
+	if err == nil || !strings.Contains(err.Error(), "source exhausted") || !strings.Contains(err.Error(), "broken") {
+		t.Errorf("error mismatch: got %v, want one naming the tensor and the fill error", err)
+	}
+}
