@@ -9,8 +9,8 @@ import (
 
 // AppendElements appends values to dst as little-endian elements of dtype
 // d and returns the extended slice. Floating-point values are rounded to
-// nearest, ties to even, the way PyTorch's Tensor.to(dtype) rounds a
-// float64 tensor: float32 directly, float16 and bfloat16 through float32.
+// nearest, ties to even, the way Tensor.to(dtype) rounds a float64 tensor
+// in torch 1.13: float32 directly, float16 and bfloat16 through float32.
 // Values beyond a dtype's range become ±Inf, and NaN stays NaN. Int64 takes
 // only integers in [-2⁶³, 2⁶³) and returns an error naming the index of
 // any other value. Dtypes other than those five are rejected.

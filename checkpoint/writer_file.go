@@ -10,7 +10,7 @@ import (
 )
 
 // newFileMode is the permission of a checkpoint that WriteTorchFile
-// creates; a file it replaces keeps its own permission.
+// creates. A file that it replaces keeps its own permission.
 const newFileMode fs.FileMode = 0o644
 
 // WriteTorchFile writes tensors to path with WriteTorch, atomically: the
@@ -21,7 +21,7 @@ func WriteTorchFile(path string, tensors []TensorSource, opts *TorchWriteOptions
 	mode := newFileMode
 	if info, statErr := os.Stat(path); statErr == nil {
 		if !info.Mode().IsRegular() {
-			return fmt.Errorf("write checkpoint %s: the path exists and is not a regular file", path)
+			return fmt.Errorf("write checkpoint %s: the path exists and is not a regular file, so remove it or choose another path", path)
 		}
 		mode = info.Mode().Perm()
 	}
@@ -36,8 +36,8 @@ func WriteTorchFile(path string, tensors []TensorSource, opts *TorchWriteOptions
 	}
 	defer func() {
 		if err != nil {
-			// The first error is the one to report; a failed cleanup of
-			// the temporary file is added to it.
+			// The first error is the one to report, and a failed cleanup
+			// of the temporary file is joined to it.
 			if closeErr := tmp.Close(); closeErr != nil && !errors.Is(closeErr, os.ErrClosed) {
 				err = errors.Join(err, closeErr)
 			}
@@ -67,8 +67,9 @@ func WriteTorchFile(path string, tensors []TensorSource, opts *TorchWriteOptions
 		return fmt.Errorf("write checkpoint %s: %w", path, err)
 	}
 
-	// Sync the folder so that the rename itself survives a crash. Some
-	// systems cannot sync a directory; the file is in place either way.
+	// Sync the folder so that the rename itself survives a crash. Errors
+	// are ignored because some systems cannot sync a directory, and the
+	// file is in place either way.
 	if d, openErr := os.Open(dir); openErr == nil {
 		_ = d.Sync()
 		_ = d.Close()
