@@ -88,7 +88,7 @@ var torchStorageClass = map[DType]string{
 // <root>/version. Tensor data are streamed from WriteData straight into w,
 // so no tensor is held in memory.
 //
-// On error, w holds a partial archive; WriteTorchFile removes it.
+// On error, w holds a partial archive, which WriteTorchFile removes.
 func WriteTorch(w io.Writer, tensors []TensorSource, opts *TorchWriteOptions) error {
 	if opts == nil {
 		opts = &TorchWriteOptions{}
