@@ -35,51 +35,6 @@ func realCheckpointPath(t *testing.T, name string) string {
 	return filepath.Join(folder, name)
 }
 
-func readFloats(t *testing.T, tensor *checkpoint.Tensor) []float64 {
-	t.Helper()
-	if tensor == nil {
-		return nil
-	}
-	v, err := tensor.Float64s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// blockFromPair builds a float64 block from a discovered pair. Geometry the
-// file does not store is taken as stride 1 with "same" padding, which is
-// enough for checks that compare modes on the same input.
-func blockFromPair(t *testing.T, p *Pair) *Block[float64] {
-	t.Helper()
-	shape := p.Conv.Weight.Shape
-	if len(shape) != 4 || p.Conv.Transposed {
-		t.Fatalf("pair %s: weight shape %v is not a 2-D conv", p.Conv.Name, shape)
-	}
-	groups := max(p.Conv.Groups, 1)
-	conv := &nn.Conv2d[float64]{
-		InChannels: shape[1] * groups, OutChannels: shape[0], KernelH: shape[2], KernelW: shape[3],
-		Stride: [2]int{1, 1}, Padding: [2]int{shape[2] / 2, shape[3] / 2}, Dilation: [2]int{1, 1}, Groups: groups,
-	}
-	bn := nn.NewBatchNorm2d[float64](shape[0])
-	bn.Eps = p.BN.Eps
-	copy(bn.RunningMean, readFloats(t, p.BN.RunningMean))
-	copy(bn.RunningVar, readFloats(t, p.BN.RunningVar))
-	if p.BN.Affine {
-		copy(bn.Gamma, readFloats(t, p.BN.Weight))
-		copy(bn.Beta, readFloats(t, p.BN.Bias))
-	} else {
-		bn.Affine = false
-		bn.Gamma, bn.Beta, bn.GammaGrad, bn.BetaGrad = nil, nil, nil, nil
-	}
-	b := NewBlock(p.Conv.Name, conv, p.Conv.Bias != nil, bn)
-	copy(b.Weight, readFloats(t, p.Conv.Weight))
-	if p.Conv.Bias != nil {
-		copy(b.Bias, readFloats(t, p.Conv.Bias))
-	}
-	return b
-}
-
 // TestRealResNet20Modes runs every ConvBN pair of a trained CIFAR ResNet-20
 // in Eval, Tune and Deploy mode, whose ω span many orders of magnitude, and
 // checks that the three modes agree and that ‖∂L/∂W'_c‖ = ‖∂L/∂W_c‖/|ω_c|.
@@ -100,8 +55,13 @@ func TestRealResNet20Modes(t *testing.T) {
 	minOmega, maxOmega := math.Inf(1), 0.0
 	for i := range res.Pairs {
 		p := &res.Pairs[i]
-		eval := blockFromPair(t, p)
-		mustSetMode(t, eval, Eval)
+		eval, err := NewBlockFromPair[float64](p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eval.Mode() != Eval {
+			t.Fatalf("%s: NewBlockFromPair mode %s, want eval", p.Conv.Name, eval.Mode())
+		}
 		tune := cloneBlock(eval)
 		mustSetMode(t, tune, Tune)
 		deploy := cloneBlock(eval)
@@ -109,7 +69,11 @@ func TestRealResNet20Modes(t *testing.T) {
 
 		rng := newRNG(uint64(i))
 		x := nn.FromSlice(uniform(rng, 2*eval.Conv.InChannels*6*6, -1, 1), 2, eval.Conv.InChannels, 6, 6)
-		r := uniform(rng, 2*eval.Conv.OutChannels*6*6, -1, 1)
+		probe, err := eval.Forward(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := uniform(rng, probe.Len(), -1, 1)
 		zEval, dxEval := step(t, eval, x, r)
 		zTune, dxTune := step(t, tune, x, r)
 		zDeploy, dxDeploy := step(t, deploy, x, r)
@@ -141,4 +105,75 @@ func TestRealResNet20Modes(t *testing.T) {
 		}
 	}
 	t.Logf("|ω| over all channels: [%.3g, %.3g]", minOmega, maxOmega)
+}
+
+// syntheticPair returns a pair of a 2→3 3×3 conv with bias and an affine
+// BatchNorm, built from in-memory tensors.
+func syntheticPair() *Pair {
+	ramp := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = 0.1 * float64(i+1)
+		}
+		return v
+	}
+	momentum := 0.03
+	return &Pair{
+		Conv: Conv{
+			Name: "features.0", Weight: checkpoint.NewTensor("features.0.weight", []int{3, 2, 3, 3}, ramp(54)),
+			Bias: checkpoint.NewTensor("features.0.bias", []int{3}, ramp(3)), Groups: 1,
+			Stride: []int{2, 2}, Padding: []int{1, 1}, Dilation: []int{1, 1}, GeometrySource: SourceFile,
+		},
+		BN: BatchNorm{
+			Name: "features.1", Affine: true, Eps: 1e-3, Momentum: &momentum,
+			Weight:            checkpoint.NewTensor("features.1.weight", []int{3}, ramp(3)),
+			Bias:              checkpoint.NewTensor("features.1.bias", []int{3}, ramp(3)),
+			RunningMean:       checkpoint.NewTensor("features.1.running_mean", []int{3}, ramp(3)),
+			RunningVar:        checkpoint.NewTensor("features.1.running_var", []int{3}, ramp(3)),
+			NumBatchesTracked: checkpoint.NewTensor("features.1.num_batches_tracked", []int{}, []float64{42}),
+		},
+	}
+}
+
+func TestNewBlockFromPairSettings(t *testing.T) {
+	b, err := NewBlockFromPair[float32](syntheticPair())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Conv.Stride != [2]int{2, 2} || b.Conv.Padding != [2]int{1, 1} {
+		t.Errorf("geometry: got stride %v padding %v, want [2 2] and [1 1]", b.Conv.Stride, b.Conv.Padding)
+	}
+	if b.BN.Eps != 1e-3 || b.BN.Momentum == nil || *b.BN.Momentum != 0.03 || b.BN.NumBatchesTracked != 42 {
+		t.Errorf("BatchNorm settings: got eps %g momentum %v tracked %d", b.BN.Eps, b.BN.Momentum, b.BN.NumBatchesTracked)
+	}
+	if b.Weight[53] != float32(5.4) || b.Bias[2] != float32(0.3) || b.BN.RunningVar[1] != float32(0.2) {
+		t.Errorf("values: got weight[53] %g bias[2] %g running_var[1] %g", b.Weight[53], b.Bias[2], b.BN.RunningVar[1])
+	}
+}
+
+func TestNewBlockFromPairRejectsMalformed(t *testing.T) {
+	cases := map[string]func(p *Pair){
+		"1-D conv weight": func(p *Pair) {
+			p.Conv.Weight = checkpoint.NewTensor("features.0.weight", []int{3, 2, 3}, make([]float64, 18))
+		},
+		"transposed conv": func(p *Pair) { p.Conv.Transposed = true },
+		"short running_var": func(p *Pair) {
+			p.BN.RunningVar = checkpoint.NewTensor("features.1.running_var", []int{2}, []float64{1, 1})
+		},
+		"missing running_mean": func(p *Pair) { p.BN.RunningMean = nil },
+		"bad groups":           func(p *Pair) { p.Conv.Groups = 2 },
+		"negative padding":     func(p *Pair) { p.Conv.Padding = []int{-1, 0} },
+		"two-element counter": func(p *Pair) {
+			p.BN.NumBatchesTracked = checkpoint.NewTensor("features.1.num_batches_tracked", []int{2}, []float64{1, 2})
+		},
+	}
+	for name, spoil := range cases {
+		p := syntheticPair()
+		spoil(p)
+		if _, err := NewBlockFromPair[float64](p); err == nil {
+			t.Errorf("%s: got nil error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
 }
