@@ -12,7 +12,7 @@ import (
 // and norm layers without running statistics, with random names, sizes and
 // nesting, some of them malformed.
 func randomStateDict(rng *rand.Rand) *checkpoint.Model {
-	parents := []string{"", "features", "layer1.0", "block.conv", "net.1"}
+	parents := []string{"", "features", "layer1.0", "block.conv", "net.1", "top"}
 	children := []string{"conv1", "bn1", "conv2", "bn2", "norm", "fc", "0", "1", "2", "3", "downsample.0", "downsample.1"}
 	sizes := []int{1, 2, 3, 4, 8}
 	var groups [][]*checkpoint.Tensor
@@ -20,7 +20,11 @@ func randomStateDict(rng *rand.Rand) *checkpoint.Model {
 	for range 1 + rng.IntN(12) {
 		parent := parents[rng.IntN(len(parents))]
 		name := children[rng.IntN(len(children))]
-		if parent != "" {
+		switch parent {
+		case "":
+		case "top":
+			name = "" // tensors named "weight", "running_mean", ... at the top level
+		default:
 			name = parent + "." + name
 		}
 		if used[name] {

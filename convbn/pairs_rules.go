@@ -250,6 +250,10 @@ func (f *pairFinder) pairStateDict() {
 			continue
 		}
 		node := f.idx.nodes[conv.name]
+		if node.parent == nil {
+			f.reject(conv, "the model is this single conv, so no BatchNorm follows it")
+			continue
+		}
 		next := nextSibling(node)
 		if next == nil {
 			f.reject(conv, "no module with tensors follows it in %s, and pairs never cross parents", describeParent(node.parent.name))
@@ -310,6 +314,9 @@ func gapReason(conv, bn *pairLayer, ci, bi int) string {
 
 // nextSibling returns the sibling registered right after n.
 func nextSibling(n *pairNode) *pairNode {
+	if n.parent == nil {
+		return nil
+	}
 	siblings := n.parent.children
 	for i, s := range siblings {
 		if s == n && i+1 < len(siblings) {
@@ -321,6 +328,9 @@ func nextSibling(n *pairNode) *pairNode {
 
 // previousSibling returns the sibling registered right before n.
 func previousSibling(n *pairNode) *pairNode {
+	if n.parent == nil {
+		return nil
+	}
 	siblings := n.parent.children
 	for i, s := range siblings {
 		if s == n && i > 0 {
@@ -403,6 +413,8 @@ func (f *pairFinder) explainBatchNorms() {
 		node := f.idx.nodes[bn.name]
 		prev := previousSibling(node)
 		switch {
+		case node.parent == nil:
+			f.reject(bn, "the model is this single BatchNorm, so no conv precedes it")
 		case prev == nil:
 			f.reject(bn, "first module with tensors in %s, so no conv registered before it in the same parent feeds it", describeParent(node.parent.name))
 		case prev.layer == nil || len(prev.children) > 0:

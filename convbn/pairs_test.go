@@ -633,3 +633,14 @@ func TestModuleTreeNonFoldable(t *testing.T) {
 	checkReason(t, r, "s.4", "no running statistics")
 	checkReason(t, r, "s.5", "next module s.6 (InstanceNorm2d) is not a convolution or BatchNorm")
 }
+
+func TestSingleModuleStateDict(t *testing.T) {
+	// nn.Conv2d(3, 8, 3).state_dict() has top-level keys "weight", "bias".
+	single := stateDict([]*checkpoint.Tensor{tensor("weight", 8, 3, 3, 3), tensor("bias", 8)})
+	r := mustFind(t, single, nil, Options{})
+	checkPairs(t, r, map[string]string{})
+	checkReason(t, r, "", "the model is this single conv")
+
+	r = mustFind(t, stateDict(bn("", 8)), nil, Options{})
+	checkReason(t, r, "", "the model is this single BatchNorm")
+}
