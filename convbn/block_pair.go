@@ -23,10 +23,10 @@ func NewBlockFromPair[T nn.Float](p *Pair) (*Block[T], error) {
 	}
 	shape := c.Weight.Shape
 	if len(shape) != 4 {
-		return nil, fmt.Errorf("pair %s: weight %s has shape %v; only 2-D convolutions (4-D weights) can run as a block", c.Name, c.Weight.Name, shape)
+		return nil, fmt.Errorf("pair %s: weight %s has shape %v, but only 2-D convolutions (4-D weights) can run as a block", c.Name, c.Weight.Name, shape)
 	}
 	if c.Transposed {
-		return nil, fmt.Errorf("pair %s: transposed convolutions cannot run as a block; only their fold is supported", c.Name)
+		return nil, fmt.Errorf("pair %s: the conv is transposed, which a block cannot run (only its fold is supported)", c.Name)
 	}
 	for i, s := range shape {
 		if s < 1 {
@@ -63,7 +63,7 @@ func NewBlockFromPair[T nn.Float](p *Pair) (*Block[T], error) {
 	bn.Affine = p.BN.Affine
 	read := func(dst []T, t *checkpoint.Tensor, what string) error {
 		if t == nil {
-			return fmt.Errorf("pair %s: %s is missing", c.Name, what)
+			return fmt.Errorf("pair %s: %s is missing from the checkpoint", c.Name, what)
 		}
 		if t.NumElements() != len(dst) {
 			return fmt.Errorf("pair %s: %s %s has %d elements, want %d", c.Name, what, t.Name, t.NumElements(), len(dst))
