@@ -51,7 +51,7 @@ type FormatError struct {
 	Offset int64
 	// Tensor is the tensor or storage that failed, when known.
 	Tensor string
-	// Reason says what is wrong and what to do about it.
+	// Reason describes what is wrong and what to do about it.
 	Reason string
 	// Err is one of the Err* kinds above.
 	Err error

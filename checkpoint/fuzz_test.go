@@ -55,10 +55,17 @@ func dataPickles(seeds map[string][]byte) [][]byte {
 	return out
 }
 
-// readAllTensors reads every tensor of f, as a caller would.
+// readAllTensors reads the tensors of f as a caller would, up to a total
+// of 1<<22 elements so that one input cannot stall the fuzzer.
 func readAllTensors(f *File) {
+	budget := 1 << 22
 	for _, m := range f.Models {
 		for _, t := range m.Tensors {
+			n := t.NumElements()
+			if n < 0 || n > budget {
+				return
+			}
+			budget -= n
 			t.Float64s()
 		}
 	}

@@ -7,14 +7,17 @@ type GlobalKind int
 
 // Kinds of globals, from harmless to dangerous.
 const (
-	// GlobalTensorData is what a tensor checkpoint needs and what
-	// torch.load(weights_only=True) accepts: collections.OrderedDict, the
-	// torch._utils._rebuild_* functions, storage classes, torch.Size,
-	// torch.device, dtypes, torch.nn.parameter.Parameter and a few builtins.
+	// GlobalTensorData is what a tensor checkpoint needs. It covers the
+	// globals that torch 1.13's torch.load(weights_only=True) accepts
+	// (collections.OrderedDict, torch.nn.parameter.Parameter, torch.Size,
+	// torch.Tensor, dtypes, tensor and storage classes, the
+	// torch._utils._rebuild_* functions), plus globals that hold no code:
+	// torch.device, quantization schemes, layouts, set, frozenset,
+	// bytearray and _codecs.encode.
 	GlobalTensorData GlobalKind = iota
-	// GlobalLibrary is a class or function from a known library that is
-	// not executable on its own but that weights_only loading rejects, such
-	// as numpy scalars and arrays, argparse.Namespace or pathlib paths.
+	// GlobalLibrary is a data class or function from a known library that
+	// is neither tensor data nor a model class, such as numpy scalars and
+	// arrays, argparse.Namespace, pathlib paths or collections.defaultdict.
 	GlobalLibrary
 	// GlobalModuleClass is a model class: torch.nn.* modules and any
 	// third-party class (models.yolo.Model), whose source code torch.load
@@ -76,7 +79,8 @@ var torchDTypeNames = map[string]bool{
 	"float16": true, "half": true, "bfloat16": true,
 	"int64": true, "long": true, "int32": true, "int": true,
 	"int16": true, "short": true, "int8": true, "uint8": true, "bool": true,
-	"complex64": true, "cfloat": true, "complex128": true, "cdouble": true,
+	"complex32": true, "chalf": true, "complex64": true, "cfloat": true,
+	"complex128": true, "cdouble": true,
 	"qint8": true, "quint8": true, "qint32": true, "quint4x2": true,
 }
 
@@ -149,6 +153,8 @@ func ClassifyGlobal(name string) GlobalKind {
 	case module == "torch._utils" && strings.HasPrefix(short, "_rebuild_"):
 		return GlobalTensorData
 	case (module == "torch" || module == "torch.cuda" || module == "torch.storage") && strings.HasSuffix(short, "Storage"):
+		return GlobalTensorData
+	case (module == "torch" || module == "torch.cuda") && strings.HasSuffix(short, "Tensor"):
 		return GlobalTensorData
 	case module == "torch" && torchDTypeNames[short]:
 		return GlobalTensorData

@@ -25,7 +25,7 @@ type legacyReader struct {
 	// base is known only once their root storage is located.
 	roots map[string]*Storage
 	views []legacyView
-	// classes are the module classes that 'module' persistent ids name.
+	// globals are the module classes that 'module' persistent ids name.
 	globals map[string]bool
 }
 

@@ -89,9 +89,9 @@ type Param struct {
 // one; a training checkpoint may hold several (for example "model" and
 // "ema"), each analyzed on its own.
 type Model struct {
-	// Key is the path to the model inside the file's top-level object, for
-	// example "state_dict", "model" or "ema"; "" when the top-level object
-	// is itself the state dict or module.
+	// Key is the dotted path to the model inside the file's top-level
+	// object, for example "state_dict", "model" or "ema". It is "" when the
+	// top-level object is itself the state dict or module.
 	Key string
 	// Tensors lists the model's tensors in file order (state-dict order, or
 	// registration order for a pickled module).

@@ -13,8 +13,8 @@ const maxNesting = 256
 // DistributedDataParallel put on every tensor of the wrapped module.
 const dataParallelPrefix = "module."
 
-// optimizerKeys are top-level entries that hold optimizer or scheduler
-// state rather than a model.
+// optimizerKeys are the dict keys under which training checkpoints keep
+// optimizer or scheduler state rather than a model.
 var optimizerKeys = map[string]bool{
 	"optimizer": true, "optimizer_state_dict": true, "optimizer_state": true,
 	"optim": true, "opt": true, "scheduler": true, "lr_scheduler": true,
@@ -27,6 +27,8 @@ type collector struct {
 	// cyclic references (possible through the pickle memo) are searched
 	// once.
 	visited map[any]bool
+	// steps counts the values visited, bounded by maxValues.
+	steps int
 }
 
 // collectModels fills f.Models and f.Metadata from the file's top-level
@@ -47,10 +49,18 @@ func (c *collector) tooDeep(key string) error {
 		Reason: fmt.Sprintf("object nesting exceeds %d levels; the file is not a checkpoint", maxNesting)}
 }
 
-// seen marks a pointer container as visited and reports whether it was.
+// seen marks a container as visited and reports whether it was. A tuple
+// is identified by its first element's address, so a pickle that nests
+// one tuple twice in another, level after level, cannot make the search
+// exponential.
 func (c *collector) seen(v any) bool {
-	switch v.(type) {
+	switch t := v.(type) {
 	case *pyDict, *pyList, *pySet, *pyObject:
+	case pyTuple:
+		if len(t) == 0 {
+			return false
+		}
+		v = &t[0]
 	default:
 		return false
 	}
@@ -65,8 +75,8 @@ func (c *collector) seen(v any) bool {
 // nn.Module, or a dict or list holding tensors directly. Other containers
 // are searched entry by entry.
 func (c *collector) find(v any, key string, depth int) error {
-	if depth > maxNesting {
-		return c.tooDeep(key)
+	if err := c.step(key, depth); err != nil {
+		return err
 	}
 	switch t := v.(type) {
 	case *Tensor, *quantizedTensor:
@@ -116,7 +126,24 @@ func (c *collector) find(v any, key string, depth int) error {
 	case *pyList:
 		return c.findInList(t, t.Items, key, depth)
 	case pyTuple:
+		if c.seen(t) {
+			return nil
+		}
 		return c.findInList(nil, t, key, depth)
+	}
+	return nil
+}
+
+// step counts one visited value and rejects object graphs that are too
+// deep or too large to be a checkpoint.
+func (c *collector) step(key string, depth int) error {
+	if depth > maxNesting {
+		return c.tooDeep(key)
+	}
+	c.steps++
+	if c.steps > maxValues {
+		return &FormatError{Path: c.f.Path, Format: c.f.Format, Offset: -1, Tensor: key, Err: ErrDeclaredSize,
+			Reason: fmt.Sprintf("object graph has more than %d values; the file is not a checkpoint", maxValues)}
 	}
 	return nil
 }
@@ -127,7 +154,7 @@ func (c *collector) findInList(list *pyList, items []any, key string, depth int)
 	}
 	if holdsTensor(items) {
 		m := &Model{Key: key}
-		if err := c.gather(m, pyTuple(items), "", depth); err != nil {
+		if err := c.gatherList(m, items, "", depth); err != nil {
 			return err
 		}
 		c.addModel(m)
@@ -233,8 +260,8 @@ func (c *collector) countTensors(v any, depth int) int {
 
 // gather appends every tensor inside v to m with its dotted name.
 func (c *collector) gather(m *Model, v any, name string, depth int) error {
-	if depth > maxNesting {
-		return c.tooDeep(name)
+	if err := c.step(name, depth); err != nil {
+		return err
 	}
 	switch t := v.(type) {
 	case *Tensor:
@@ -262,6 +289,9 @@ func (c *collector) gather(m *Model, v any, name string, depth int) error {
 		}
 		return c.gatherList(m, t.Items, name, depth)
 	case pyTuple:
+		if c.seen(t) {
+			return nil
+		}
 		return c.gatherList(m, t, name, depth)
 	case *pyObject:
 		if isModule(t) {

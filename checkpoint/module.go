@@ -18,12 +18,13 @@ func isModule(o *pyObject) bool {
 }
 
 // module builds the Module tree of the pickled nn.Module o found at dotted
-// path name inside m, and appends its tensors to m in state_dict order:
-// the module's parameters, its buffers, tensors held in plain attributes,
-// then each child's tensors in registration order.
+// path name inside m, and appends its tensors to m. The order follows
+// state_dict: the module's parameters and buffers come first, then tensors
+// held in plain attributes, then each child's tensors in registration
+// order.
 func (c *collector) module(m *Model, o *pyObject, name string, depth int) (*Module, error) {
-	if depth > maxNesting {
-		return nil, c.tooDeep(name)
+	if err := c.step(name, depth); err != nil {
+		return nil, err
 	}
 	state := o.StateDict()
 	mod := &Module{Name: name, Class: o.ClassName(), Attrs: make(map[string]any)}

@@ -39,7 +39,7 @@ type pyDict struct {
 	Class  *pyGlobal // nil for a plain dict
 	Keys   []any
 	Values []any
-	State  any // what BUILD attached, such as a state dict's _metadata
+	State  any // the BUILD state, such as a state dict's _metadata
 	index  map[any]int
 }
 

@@ -14,8 +14,8 @@ const (
 )
 
 // reduce returns the inert result of calling callable(*args). Only the
-// torch rebuild functions and a few containers are interpreted; every other
-// callable yields a *pyObject that records the call.
+// torch rebuild functions and a few containers are interpreted, and every
+// other callable yields a *pyObject that records the call.
 func (u *unpickler) reduce(callable any, args pyTuple) (any, error) {
 	return u.reduceDepth(callable, args, 0)
 }

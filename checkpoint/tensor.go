@@ -168,6 +168,13 @@ func (t *Tensor) Float64s() ([]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
 	}
+	if t.isContiguous() {
+		start := t.Offset - lo
+		if t.Storage.mem != nil {
+			return append([]float64(nil), raw[start:start+int64(t.NumElements())]...), nil
+		}
+		return raw[start : start+int64(t.NumElements())], nil
+	}
 	out := make([]float64, t.NumElements())
 	if len(out) == 0 {
 		return out, nil
@@ -190,6 +197,19 @@ func (t *Tensor) Float64s() ([]float64, error) {
 	return out, nil
 }
 
+// isContiguous reports whether the tensor's elements are laid out in
+// row-major order without gaps, so a read needs no index walk.
+func (t *Tensor) isContiguous() bool {
+	step := 1
+	for i := len(t.Shape) - 1; i >= 0; i-- {
+		if t.Shape[i] != 1 && t.Strides[i] != step {
+			return false
+		}
+		step *= t.Shape[i]
+	}
+	return true
+}
+
 // read returns storage elements [lo, hi) as float64.
 func (s *Storage) read(lo, hi int64) ([]float64, error) {
 	if s.mem != nil {
@@ -210,37 +230,59 @@ func (s *Storage) read(lo, hi int64) ([]float64, error) {
 }
 
 // decode converts little- or big-endian elements of dtype d to float64.
+// Each dtype has its own loop, because a switch per element would cost more
+// than the conversion itself on large weights.
 func decode(buf []byte, d DType, order binary.ByteOrder) ([]float64, error) {
 	size := d.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("dtype %s cannot be read as real numbers", d)
+	}
 	out := make([]float64, len(buf)/size)
-	for i := range out {
-		b := buf[i*size : (i+1)*size]
-		switch d {
-		case Float32:
-			out[i] = float64(math.Float32frombits(order.Uint32(b)))
-		case Float64:
-			out[i] = math.Float64frombits(order.Uint64(b))
-		case Float16:
-			out[i] = Float16ToFloat64(order.Uint16(b))
-		case BFloat16:
-			out[i] = float64(math.Float32frombits(uint32(order.Uint16(b)) << 16))
-		case Int64:
-			out[i] = float64(int64(order.Uint64(b)))
-		case Int32, QInt32:
-			out[i] = float64(int32(order.Uint32(b)))
-		case Int16:
-			out[i] = float64(int16(order.Uint16(b)))
-		case Int8, QInt8:
-			out[i] = float64(int8(b[0]))
-		case Uint8, QUInt8:
-			out[i] = float64(b[0])
-		case Bool:
-			if b[0] != 0 {
+	switch d {
+	case Float32:
+		for i := range out {
+			out[i] = float64(math.Float32frombits(order.Uint32(buf[4*i:])))
+		}
+	case Float64:
+		for i := range out {
+			out[i] = math.Float64frombits(order.Uint64(buf[8*i:]))
+		}
+	case Float16:
+		for i := range out {
+			out[i] = Float16ToFloat64(order.Uint16(buf[2*i:]))
+		}
+	case BFloat16:
+		for i := range out {
+			out[i] = float64(math.Float32frombits(uint32(order.Uint16(buf[2*i:])) << 16))
+		}
+	case Int64:
+		for i := range out {
+			out[i] = float64(int64(order.Uint64(buf[8*i:])))
+		}
+	case Int32, QInt32:
+		for i := range out {
+			out[i] = float64(int32(order.Uint32(buf[4*i:])))
+		}
+	case Int16:
+		for i := range out {
+			out[i] = float64(int16(order.Uint16(buf[2*i:])))
+		}
+	case Int8, QInt8:
+		for i := range out {
+			out[i] = float64(int8(buf[i]))
+		}
+	case Uint8, QUInt8:
+		for i := range out {
+			out[i] = float64(buf[i])
+		}
+	case Bool:
+		for i := range out {
+			if buf[i] != 0 {
 				out[i] = 1
 			}
-		default:
-			return nil, fmt.Errorf("dtype %s cannot be read as real numbers", d)
 		}
+	default:
+		return nil, fmt.Errorf("dtype %s cannot be read as real numbers", d)
 	}
 	return out, nil
 }

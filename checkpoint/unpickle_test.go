@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // unpickleBytes decodes one pickle held in memory.
@@ -247,5 +248,28 @@ func TestUnpickleDeepNestingIsRejected(t *testing.T) {
 	err = collectModels(f, v)
 	if err == nil || !strings.Contains(err.Error(), "nesting exceeds") {
 		t.Errorf("error mismatch: got %v, want a nesting error", err)
+	}
+}
+
+func TestSharedTuplesAreSearchedOnce(t *testing.T) {
+	// t0 = (None, None); t(i+1) = (ti, ti) for 200 levels: 2^200 paths.
+	p := newPickle().op("N\x85q\x00")
+	for i := 0; i < 200; i++ {
+		p.op("h\x00h\x00\x86q\x00")
+	}
+	p.op(".")
+	v, _, err := unpickleBytes(p.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- collectModels(&File{Path: "laughs"}, v) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("searching nested shared tuples did not finish in 5s")
 	}
 }
