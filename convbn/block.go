@@ -234,7 +234,10 @@ func (b *Block[T]) Forward(x *nn.Tensor[T]) (*nn.Tensor[T], error) {
 	switch b.mode {
 	case Train:
 		y := b.Conv.Forward(x, b.Weight, b.Bias)
-		z, st.mean, st.invStd = b.BN.TrainForward(y)
+		var err error
+		if z, st.mean, st.invStd, err = b.BN.TrainForward(y); err != nil {
+			return nil, fmt.Errorf("block %s: %w", b.Name, err)
+		}
 		st.y = y
 		st.held.add("y", y.Len(), size, false)
 		st.held.add("batch_mean", len(st.mean), size, true)

@@ -89,12 +89,14 @@ func (bn *BatchNorm2d[T]) checkInput(y *Tensor[T]) (n, c, p int) {
 // TrainForward normalizes y with its batch statistics, updates the running
 // statistics and returns the output with the batch mean and the inverse
 // standard deviation 1/√(biased variance + ε) per channel, which
-// TrainBackward needs.
-func (bn *BatchNorm2d[T]) TrainForward(y *Tensor[T]) (z *Tensor[T], mean, invStd []T) {
+// TrainBackward needs. It fails, changing nothing, when a channel has a
+// single value in the batch, as PyTorch does, because the unbiased
+// variance is then undefined.
+func (bn *BatchNorm2d[T]) TrainForward(y *Tensor[T]) (z *Tensor[T], mean, invStd []T, err error) {
 	n, ch, p := bn.checkInput(y)
 	count := n * p
 	if count < 2 {
-		panic(fmt.Sprintf("nn.BatchNorm2d: train mode needs more than one value per channel, got input shape %v", y.Shape))
+		return nil, nil, nil, fmt.Errorf("batch norm in train mode needs more than one value per channel, got input shape %v; use a larger batch or eval mode", y.Shape)
 	}
 	z = NewTensor[T](y.Shape...)
 	mean = make([]T, ch)
@@ -142,7 +144,7 @@ func (bn *BatchNorm2d[T]) TrainForward(y *Tensor[T]) (z *Tensor[T], mean, invStd
 		bn.RunningMean[c] = T((1-factor)*float64(bn.RunningMean[c]) + factor*mu)
 		bn.RunningVar[c] = T((1-factor)*float64(bn.RunningVar[c]) + factor*unbiased)
 	}
-	return z, mean, invStd
+	return z, mean, invStd, nil
 }
 
 // TrainBackward returns ∂L/∂y for a train-mode forward over y, given

@@ -10,7 +10,9 @@ import "fmt"
 // The weight has shape [OutChannels, InChannels/Groups, KernelH, KernelW].
 // When every group has exactly one input channel (depthwise convolution)
 // the layer uses a direct kernel. Otherwise it multiplies the weight with the
-// im2col columns of each sample and group through Gemm.
+// im2col columns of each sample and group through Gemm. A Conv2d reuses one
+// scratch buffer of a single sample's columns across calls, so it is not
+// safe for concurrent use.
 type Conv2d[T Float] struct {
 	InChannels, OutChannels int
 	KernelH, KernelW        int

@@ -156,7 +156,10 @@ func TestBatchNormTrainMatchesTorch(t *testing.T) {
 			for i, st := range tc.Steps {
 				bn.ZeroGrad()
 				y := st.Y.tensor()
-				z, mean, invStd := bn.TrainForward(y)
+				z, mean, invStd, err := bn.TrainForward(y)
+				if err != nil {
+					t.Fatal(err)
+				}
 				assertClose(t, "z", z.Data, st.Z.Data, 1e-11, 1e-12)
 				assertClose(t, "running_mean", bn.RunningMean, st.After.RunningMean.Data, 1e-12, 1e-14)
 				assertClose(t, "running_var", bn.RunningVar, st.After.RunningVar.Data, 1e-12, 1e-14)
@@ -324,5 +327,15 @@ func TestSameJSONTolerance(t *testing.T) {
 	}
 	if _, ok := sameJSON(a, renamed, "$"); ok {
 		t.Error("changed string not reported")
+	}
+}
+
+func TestBatchNormTrainRejectsSingleValue(t *testing.T) {
+	bn := NewBatchNorm2d[float64](2)
+	if _, _, _, err := bn.TrainForward(NewTensor[float64](1, 2, 1, 1)); err == nil {
+		t.Fatal("one value per channel: got nil error")
+	}
+	if bn.NumBatchesTracked != 0 {
+		t.Errorf("rejected batch was counted: num_batches_tracked %d", bn.NumBatchesTracked)
 	}
 }
