@@ -53,10 +53,10 @@ func (m Mode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 var ErrFoldIrreversible = errors.New("a Deploy block cannot leave Deploy mode: W' = ω·W and b' = β + ω·(b − μ) do not determine W, b, γ, β, μ or σ² separately; rebuild the block from the unfused parameters instead")
 
 // Block is a Conv2d followed by a BatchNorm2d, runnable in any of the four
-// modes. Forward keeps what THEORY's cost table lists for backward and
-// nothing more: the conv input X in every mode, plus the conv output Y in
-// Train and Eval (with the batch statistics in Train) and the fused weight
-// W' in Tune (with ω and s).
+// modes. Forward keeps only what backward needs: the conv input X in every
+// mode (not its im2col columns, which backward rebuilds), plus the conv
+// output Y in Train and Eval (with the batch statistics in Train) and the
+// fused weight W' in Tune (with ω and s).
 //
 // Gradients accumulate into WeightGrad, BiasGrad and the BatchNorm's
 // GammaGrad and BetaGrad until ZeroGrad, as in PyTorch.

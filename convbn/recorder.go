@@ -73,9 +73,10 @@ type ChannelRecord struct {
 }
 
 // Held lists what a block retains between forward and backward. Bytes
-// counts activation- and parameter-sized tensors; PerChannelBytes counts
+// counts activation- and parameter-sized tensors. PerChannelBytes counts
 // vectors of one value per channel (batch statistics, ω, s), listed apart
-// because they are O(C).
+// because they are O(C). The parameters themselves and the conv's reusable
+// im2col scratch buffer (one sample's columns) are not counted.
 type Held struct {
 	Bytes           int64      `json:"bytes"`
 	PerChannelBytes int64      `json:"per_channel_bytes"`

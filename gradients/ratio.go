@@ -9,11 +9,12 @@ import (
 
 // StepRatio compares one optimizer step taken in Deploy mode with one taken
 // in Eval (or Tune) mode from the same point, both expressed as changes of
-// the fused weight W'. Ratio[c] = ‖ΔW'_Deploy,c‖ / ‖ΔW'_Eval,c‖, which THEORY
-// predicts as 1/ω_c² for SGD with γ frozen and 1/|ω_c| for Adam's first
-// step with ε = 0. Channels whose Eval step is exactly zero (dead channels,
-// γ_c = 0) are listed in Dead, and their Ratio is +Inf; they are never
-// divided by.
+// the fused weight W'. Ratio[c] = ‖ΔW'_Deploy,c‖ / ‖ΔW'_Eval,c‖. With γ
+// frozen the chain rule gives 1/ω_c² for SGD, because Eval's step in W'
+// is ω_c·(η·ω_c·G'_c), and 1/|ω_c| for Adam's first step with ε = 0,
+// which moves every element by η·sign(gradient). Channels whose Eval step
+// is exactly zero (dead channels, γ_c = 0) are listed in Dead with Ratio
+// +Inf, and nothing is divided by their zero step.
 type StepRatio struct {
 	Ratio []float64
 	Dead  []int
