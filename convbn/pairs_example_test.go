@@ -7,8 +7,8 @@ import (
 	"github.com/convbn-diag/convbn-diag/convbn"
 )
 
-// zeros returns an in-memory tensor of the given shape.
-func zeros(name string, shape ...int) *checkpoint.Tensor {
+// exampleZeros returns an in-memory tensor of the given shape.
+func exampleZeros(name string, shape ...int) *checkpoint.Tensor {
 	n := 1
 	for _, s := range shape {
 		n *= s
@@ -22,12 +22,12 @@ func zeros(name string, shape ...int) *checkpoint.Tensor {
 func ExampleFindPairs() {
 	m := &checkpoint.Model{}
 	for _, t := range []*checkpoint.Tensor{
-		zeros("features.0.weight", 16, 3, 3, 3),
-		zeros("features.1.weight", 16), zeros("features.1.bias", 16),
-		zeros("features.1.running_mean", 16), zeros("features.1.running_var", 16),
-		zeros("features.3.weight", 32, 16, 3, 3), zeros("features.3.bias", 32),
-		zeros("features.5.weight", 32), zeros("features.5.bias", 32),
-		zeros("features.5.running_mean", 32), zeros("features.5.running_var", 32),
+		exampleZeros("features.0.weight", 16, 3, 3, 3),
+		exampleZeros("features.1.weight", 16), exampleZeros("features.1.bias", 16),
+		exampleZeros("features.1.running_mean", 16), exampleZeros("features.1.running_var", 16),
+		exampleZeros("features.3.weight", 32, 16, 3, 3), exampleZeros("features.3.bias", 32),
+		exampleZeros("features.5.weight", 32), exampleZeros("features.5.bias", 32),
+		exampleZeros("features.5.running_mean", 32), exampleZeros("features.5.running_var", 32),
 	} {
 		m.Tensors = append(m.Tensors, t)
 	}

@@ -38,20 +38,20 @@ func randomStateDict(rng *rand.Rand) *checkpoint.Model {
 			for range 1 + rng.IntN(3) {
 				shape = append(shape, 1+rng.IntN(3))
 			}
-			groups = append(groups, conv(name, rng.IntN(2) == 0, shape...))
+			groups = append(groups, sdConv(name, rng.IntN(2) == 0, shape...))
 		case 2, 3:
-			ts := bn(name, a)
+			ts := sdBN(name, a)
 			if rng.IntN(8) == 0 {
-				ts[3] = tensor(name+".running_var", b) // malformed when a ≠ b
+				ts[3] = sdTensor(name+".running_var", b) // malformed when a ≠ b
 			}
 			groups = append(groups, ts)
 		case 4:
-			groups = append(groups, linear(name, a, b))
+			groups = append(groups, sdLinear(name, a, b))
 		default:
-			groups = append(groups, []*checkpoint.Tensor{tensor(name+".weight", a), tensor(name+".bias", a)})
+			groups = append(groups, []*checkpoint.Tensor{sdTensor(name+".weight", a), sdTensor(name+".bias", a)})
 		}
 	}
-	return stateDict(groups...)
+	return sdModel(groups...)
 }
 
 func TestFindPairsRandomInvariants(t *testing.T) {

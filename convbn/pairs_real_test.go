@@ -150,7 +150,7 @@ func TestRealResNet20Prefix(t *testing.T) {
 	if len(r.Pairs) != 18 {
 		t.Errorf("got %d pairs with one BatchNorm excluded, want 18", len(r.Pairs))
 	}
-	checkReason(t, r, "layer1.0.conv1", "next module layer1.0.bn1 is excluded by --no-pair")
+	checkUnpairedReason(t, r, "layer1.0.conv1", "next module layer1.0.bn1 is excluded by --no-pair")
 }
 
 func TestRealYOLOv5nModuleTree(t *testing.T) {
@@ -163,7 +163,7 @@ func TestRealYOLOv5nModuleTree(t *testing.T) {
 		t.Fatalf("FindPairs: %v", err)
 	}
 
-	// Every models.common.Conv unit X computes act(bn(conv(x))), and only
+	// Every models.common.Conv unit X computes act(sdBN(sdConv(x))), and only
 	// those units own a ".conv" child, so the pairs are X.conv → X.bn.
 	want := map[string]string{}
 	for _, ts := range m.Tensors {

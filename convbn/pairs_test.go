@@ -10,8 +10,8 @@ import (
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 )
 
-// tensor returns a zero tensor of the given shape.
-func tensor(name string, shape ...int) *checkpoint.Tensor {
+// sdTensor returns a zero tensor of the given shape.
+func sdTensor(name string, shape ...int) *checkpoint.Tensor {
 	n := 1
 	for _, s := range shape {
 		n *= s
@@ -19,31 +19,31 @@ func tensor(name string, shape ...int) *checkpoint.Tensor {
 	return checkpoint.NewTensor(name, shape, make([]float64, n))
 }
 
-// conv returns a conv's tensors; bias adds a bias of weight dimension 0.
-func conv(name string, bias bool, shape ...int) []*checkpoint.Tensor {
-	ts := []*checkpoint.Tensor{tensor(name+".weight", shape...)}
+// sdConv returns a conv's tensors; bias adds a bias of weight dimension 0.
+func sdConv(name string, bias bool, shape ...int) []*checkpoint.Tensor {
+	ts := []*checkpoint.Tensor{sdTensor(name+".weight", shape...)}
 	if bias {
-		ts = append(ts, tensor(name+".bias", shape[0]))
+		ts = append(ts, sdTensor(name+".bias", shape[0]))
 	}
 	return ts
 }
 
-// bn returns an affine BatchNorm's tensors in PyTorch's state-dict order.
-func bn(name string, c int) []*checkpoint.Tensor {
+// sdBN returns an affine BatchNorm's tensors in PyTorch's state-dict order.
+func sdBN(name string, c int) []*checkpoint.Tensor {
 	return []*checkpoint.Tensor{
-		tensor(name+".weight", c), tensor(name+".bias", c),
-		tensor(name+".running_mean", c), tensor(name+".running_var", c),
-		tensor(name + ".num_batches_tracked"),
+		sdTensor(name+".weight", c), sdTensor(name+".bias", c),
+		sdTensor(name+".running_mean", c), sdTensor(name+".running_var", c),
+		sdTensor(name + ".num_batches_tracked"),
 	}
 }
 
-// linear returns a Linear layer's tensors.
-func linear(name string, out, in int) []*checkpoint.Tensor {
-	return []*checkpoint.Tensor{tensor(name+".weight", out, in), tensor(name+".bias", out)}
+// sdLinear returns a Linear layer's tensors.
+func sdLinear(name string, out, in int) []*checkpoint.Tensor {
+	return []*checkpoint.Tensor{sdTensor(name+".weight", out, in), sdTensor(name+".bias", out)}
 }
 
-// stateDict builds a state-dict model from groups of tensors, in order.
-func stateDict(groups ...[]*checkpoint.Tensor) *checkpoint.Model {
+// sdModel builds a state-dict model from groups of tensors, in order.
+func sdModel(groups ...[]*checkpoint.Tensor) *checkpoint.Model {
 	m := &checkpoint.Model{}
 	for _, g := range groups {
 		m.Tensors = append(m.Tensors, g...)
@@ -70,7 +70,7 @@ func unpairedReason(r *Result, name string) string {
 	return ""
 }
 
-func mustFind(t *testing.T, m *checkpoint.Model, metadata map[string]string, opts Options) *Result {
+func mustFindPairs(t *testing.T, m *checkpoint.Model, metadata map[string]string, opts Options) *Result {
 	t.Helper()
 	r, err := FindPairs(m, metadata, opts)
 	if err != nil {
@@ -79,14 +79,14 @@ func mustFind(t *testing.T, m *checkpoint.Model, metadata map[string]string, opt
 	return r
 }
 
-func checkPairs(t *testing.T, r *Result, want map[string]string) {
+func checkPairSet(t *testing.T, r *Result, want map[string]string) {
 	t.Helper()
 	if got := pairMap(r); !reflect.DeepEqual(got, want) {
 		t.Errorf("pairs mismatch:\n got  %v\n want %v", got, want)
 	}
 }
 
-func checkReason(t *testing.T, r *Result, name, substr string) {
+func checkUnpairedReason(t *testing.T, r *Result, name, substr string) {
 	t.Helper()
 	reason := unpairedReason(r, name)
 	if !strings.Contains(reason, substr) {
@@ -96,34 +96,34 @@ func checkReason(t *testing.T, r *Result, name, substr string) {
 
 func TestSequentialIndexGap(t *testing.T) {
 	// Conv1d → ReLU → BatchNorm1d: indices 0 and 2, so ReLU sits between.
-	m := stateDict(conv("net.0", true, 64, 1, 7), bn("net.2", 64), conv("net.3", true, 128, 64, 5), bn("net.4", 128))
-	r := mustFind(t, m, nil, Options{})
+	m := sdModel(sdConv("net.0", true, 64, 1, 7), sdBN("net.2", 64), sdConv("net.3", true, 128, 64, 5), sdBN("net.4", 128))
+	r := mustFindPairs(t, m, nil, Options{})
 
-	checkPairs(t, r, map[string]string{"net.3": "net.4"})
-	checkReason(t, r, "net.0", "index gap: net.1 sits between net.0 and net.2")
-	checkReason(t, r, "net.2", "index gap: net.1 sits between")
+	checkPairSet(t, r, map[string]string{"net.3": "net.4"})
+	checkUnpairedReason(t, r, "net.0", "index gap: net.1 sits between net.0 and net.2")
+	checkUnpairedReason(t, r, "net.2", "index gap: net.1 sits between")
 	if r.Pairs[0].Evidence != EvidenceSeqIndex {
 		t.Errorf("evidence: got %s, want %s", r.Pairs[0].Evidence, EvidenceSeqIndex)
 	}
 }
 
 func TestSequentialWideGap(t *testing.T) {
-	m := stateDict(conv("f.3", false, 8, 3, 3, 3), bn("f.6", 8))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "f.3", "index gap: f.4 to f.5 sit between")
+	m := sdModel(sdConv("f.3", false, 8, 3, 3, 3), sdBN("f.6", 8))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "f.3", "index gap: f.4 to f.5 sit between")
 }
 
 func TestResNetNames(t *testing.T) {
-	m := stateDict(
-		conv("conv1", false, 16, 3, 3, 3), bn("bn1", 16),
-		conv("layer1.0.conv1", false, 32, 16, 3, 3), bn("layer1.0.bn1", 32),
-		conv("layer1.0.conv2", false, 32, 32, 3, 3), bn("layer1.0.bn2", 32),
-		conv("layer1.0.downsample.0", false, 32, 16, 1, 1), bn("layer1.0.downsample.1", 32),
-		linear("fc", 10, 32),
+	m := sdModel(
+		sdConv("conv1", false, 16, 3, 3, 3), sdBN("bn1", 16),
+		sdConv("layer1.0.conv1", false, 32, 16, 3, 3), sdBN("layer1.0.bn1", 32),
+		sdConv("layer1.0.conv2", false, 32, 32, 3, 3), sdBN("layer1.0.bn2", 32),
+		sdConv("layer1.0.downsample.0", false, 32, 16, 1, 1), sdBN("layer1.0.downsample.1", 32),
+		sdLinear("fc", 10, 32),
 	)
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{
 		"conv1":                 "bn1",
 		"layer1.0.conv1":        "layer1.0.bn1",
 		"layer1.0.conv2":        "layer1.0.bn2",
@@ -150,45 +150,45 @@ func TestResNetNames(t *testing.T) {
 func TestPreActivationBlock(t *testing.T) {
 	// DenseNet layer: norm1 → relu → conv1 → norm2 → relu → conv2. Only
 	// conv1 → norm2 folds; norm1 feeds conv1, not the reverse.
-	m := stateDict(
-		bn("block.layer1.norm1", 64), conv("block.layer1.conv1", false, 128, 64, 1, 1),
-		bn("block.layer1.norm2", 128), conv("block.layer1.conv2", false, 32, 128, 3, 3),
-		bn("block.layer2.norm1", 96), conv("block.layer2.conv1", false, 128, 96, 1, 1),
+	m := sdModel(
+		sdBN("block.layer1.norm1", 64), sdConv("block.layer1.conv1", false, 128, 64, 1, 1),
+		sdBN("block.layer1.norm2", 128), sdConv("block.layer1.conv2", false, 32, 128, 3, 3),
+		sdBN("block.layer2.norm1", 96), sdConv("block.layer2.conv1", false, 128, 96, 1, 1),
 	)
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{"block.layer1.conv1": "block.layer1.norm2"})
-	checkReason(t, r, "block.layer1.norm1", "first module with tensors in block.layer1")
-	checkReason(t, r, "block.layer1.conv2", "no module with tensors follows it in block.layer1")
-	checkReason(t, r, "block.layer2.norm1", "first module")
-	checkReason(t, r, "block.layer2.conv1", "no module with tensors follows it")
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{"block.layer1.conv1": "block.layer1.norm2"})
+	checkUnpairedReason(t, r, "block.layer1.norm1", "first module with tensors in block.layer1")
+	checkUnpairedReason(t, r, "block.layer1.conv2", "no module with tensors follows it in block.layer1")
+	checkUnpairedReason(t, r, "block.layer2.norm1", "first module")
+	checkUnpairedReason(t, r, "block.layer2.conv1", "no module with tensors follows it")
 }
 
 func TestNoPairAcrossParents(t *testing.T) {
-	m := stateDict(conv("a.conv", false, 8, 3, 3, 3), bn("b.bn", 8))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "a.conv", "pairs never cross parents")
-	checkReason(t, r, "b.bn", "first module with tensors in b")
+	m := sdModel(sdConv("a.conv", false, 8, 3, 3, 3), sdBN("b.bn", 8))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "a.conv", "pairs never cross parents")
+	checkUnpairedReason(t, r, "b.bn", "first module with tensors in b")
 }
 
 func TestLinearBeforeBatchNorm(t *testing.T) {
-	m := stateDict(linear("layers.0.0", 32, 50), bn("layers.0.1", 32))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "layers.0.1", "previous module layers.0.0 is a Linear layer (2-D weight)")
+	m := sdModel(sdLinear("layers.0.0", 32, 50), sdBN("layers.0.1", 32))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "layers.0.1", "previous module layers.0.0 is a Linear layer (2-D weight)")
 	if reason := unpairedReason(r, "layers.0.0"); reason != "" {
 		t.Errorf("Linear layer listed as unpaired (%q); only convs and BatchNorms are listed", reason)
 	}
 }
 
 func TestTransposedFromShape(t *testing.T) {
-	m := stateDict(
-		conv("gen.0.0", true, 64, 256, 3, 3), bn("gen.0.1", 256),
-		conv("gen.1.0", true, 256, 128, 4, 4), bn("gen.1.1", 128),
-		conv("gen.2.0", true, 128, 1, 4, 4),
+	m := sdModel(
+		sdConv("gen.0.0", true, 64, 256, 3, 3), sdBN("gen.0.1", 256),
+		sdConv("gen.1.0", true, 256, 128, 4, 4), sdBN("gen.1.1", 128),
+		sdConv("gen.2.0", true, 128, 1, 4, 4),
 	)
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{"gen.0.0": "gen.0.1", "gen.1.0": "gen.1.1"})
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{"gen.0.0": "gen.0.1", "gen.1.0": "gen.1.1"})
 	for _, p := range r.Pairs {
 		if !p.Conv.Transposed {
 			t.Errorf("%s: Transposed false, want true", p.Conv.Name)
@@ -203,15 +203,15 @@ func TestTransposedFromShape(t *testing.T) {
 			t.Errorf("%s: bias missing", p.Conv.Name)
 		}
 	}
-	checkReason(t, r, "gen.2.0", "no module with tensors follows it in gen.2")
+	checkUnpairedReason(t, r, "gen.2.0", "no module with tensors follows it in gen.2")
 }
 
 func TestGroupedTransposedAmbiguous(t *testing.T) {
 	// ConvTranspose2d(16, 8, 4, groups=2) stores [16, 4, 4, 4]: its BatchNorm
 	// of 8 matches neither dimension, only dimension 1 times the groups.
-	m := stateDict(conv("up.0", false, 16, 4, 4, 4), bn("up.1", 8))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
+	m := sdModel(sdConv("up.0", false, 16, 4, 4, 4), sdBN("up.1", 8))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
 	if len(r.Ambiguous) != 2 {
 		t.Fatalf("ambiguous: got %v, want up.0 and up.1", r.Ambiguous)
 	}
@@ -219,8 +219,8 @@ func TestGroupedTransposedAmbiguous(t *testing.T) {
 		t.Errorf("ambiguity: got %+v, want up.0 naming 2 groups and --pair up.0=up.1", a)
 	}
 
-	r = mustFind(t, m, nil, Options{Pairs: map[string]string{"up.0": "up.1"}})
-	checkPairs(t, r, map[string]string{"up.0": "up.1"})
+	r = mustFindPairs(t, m, nil, Options{Pairs: map[string]string{"up.0": "up.1"}})
+	checkPairSet(t, r, map[string]string{"up.0": "up.1"})
 	c := r.Pairs[0].Conv
 	if !c.Transposed || c.Groups != 2 || c.GroupsSource != SourceInferred || c.OutChannels() != 8 {
 		t.Errorf("conv: transposed %v, groups %d (%q), out %d; want true, 2 (inferred), 8", c.Transposed, c.Groups, c.GroupsSource, c.OutChannels())
@@ -228,9 +228,9 @@ func TestGroupedTransposedAmbiguous(t *testing.T) {
 }
 
 func TestSquareConvNote(t *testing.T) {
-	m := stateDict(conv("c", false, 16, 16, 3, 3), bn("b", 16))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{"c": "b"})
+	m := sdModel(sdConv("c", false, 16, 16, 3, 3), sdBN("b", 16))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{"c": "b"})
 	if r.Pairs[0].Conv.Transposed {
 		t.Errorf("square conv taken as transposed")
 	}
@@ -246,26 +246,26 @@ func TestSquareConvNote(t *testing.T) {
 }
 
 func TestChannelMismatch(t *testing.T) {
-	m := stateDict(conv("f.0", false, 64, 3, 3, 3), bn("f.1", 128))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "f.0", "channel mismatch: BatchNorm f.1 has 128 channels")
-	checkReason(t, r, "f.1", "channel mismatch")
+	m := sdModel(sdConv("f.0", false, 64, 3, 3, 3), sdBN("f.1", 128))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "f.0", "channel mismatch: BatchNorm f.1 has 128 channels")
+	checkUnpairedReason(t, r, "f.1", "channel mismatch")
 }
 
 func TestNormWithoutRunningStats(t *testing.T) {
 	// GroupNorm and LayerNorm have a 1-D weight and no running statistics.
-	m := stateDict(conv("f.0", false, 8, 3, 3, 3), []*checkpoint.Tensor{tensor("f.1.weight", 8), tensor("f.1.bias", 8)})
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "f.0", "next module f.1 is not a convolution or BatchNorm")
+	m := sdModel(sdConv("f.0", false, 8, 3, 3, 3), []*checkpoint.Tensor{sdTensor("f.1.weight", 8), sdTensor("f.1.bias", 8)})
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "f.0", "next module f.1 is not a convolution or BatchNorm")
 }
 
 func TestConvsRegisteredBeforeBatchNorms(t *testing.T) {
 	// conv1, conv2, bn1, bn2: order pairs conv2 with bn1, names point to conv1.
-	m := stateDict(conv("blk.conv1", false, 8, 8, 3, 3), conv("blk.conv2", false, 8, 8, 3, 3), bn("blk.bn1", 8), bn("blk.bn2", 8))
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
+	m := sdModel(sdConv("blk.conv1", false, 8, 8, 3, 3), sdConv("blk.conv2", false, 8, 8, 3, 3), sdBN("blk.bn1", 8), sdBN("blk.bn2", 8))
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
 	var names []string
 	for _, a := range r.Ambiguous {
 		names = append(names, a.Name)
@@ -279,17 +279,17 @@ func TestConvsRegisteredBeforeBatchNorms(t *testing.T) {
 			t.Errorf("bn1 candidates: got %v, want [blk.conv2 blk.conv1]", a.Candidates)
 		}
 	}
-	checkReason(t, r, "blk.conv1", "next module blk.conv2 is a convolution")
+	checkUnpairedReason(t, r, "blk.conv1", "next module blk.conv2 is a convolution")
 }
 
 func TestGroupsInference(t *testing.T) {
-	m := stateDict(
-		conv("layer.0.conv1", false, 128, 64, 1, 1), bn("layer.0.bn1", 128),
-		conv("layer.0.conv2", false, 128, 4, 3, 3), bn("layer.0.bn2", 128),
+	m := sdModel(
+		sdConv("layer.0.conv1", false, 128, 64, 1, 1), sdBN("layer.0.bn1", 128),
+		sdConv("layer.0.conv2", false, 128, 4, 3, 3), sdBN("layer.0.bn2", 128),
 		// Depthwise conv under the next Sequential index.
-		conv("layer.1.0", false, 128, 1, 3, 3), bn("layer.1.1", 128),
+		sdConv("layer.1.0", false, 128, 1, 3, 3), sdBN("layer.1.1", 128),
 	)
-	r := mustFind(t, m, nil, Options{})
+	r := mustFindPairs(t, m, nil, Options{})
 	want := map[string]struct {
 		groups int
 		source Source
@@ -310,9 +310,9 @@ func TestGroupsInference(t *testing.T) {
 }
 
 func TestEpsSources(t *testing.T) {
-	m := stateDict(conv("c", false, 4, 3, 3, 3), bn("b", 4))
+	m := sdModel(sdConv("c", false, 4, 3, 3, 3), sdBN("b", 4))
 
-	r := mustFind(t, m, nil, Options{})
+	r := mustFindPairs(t, m, nil, Options{})
 	if got := r.Pairs[0].BN; got.Eps != 1e-5 || got.EpsSource != SourceDefault {
 		t.Errorf("default eps: got %g from %s, want 1e-05 from default", got.Eps, got.EpsSource)
 	}
@@ -320,7 +320,7 @@ func TestEpsSources(t *testing.T) {
 		t.Errorf("default momentum: got %g from %s, want 0.1 from default", *got.Momentum, got.MomentumSource)
 	}
 
-	r = mustFind(t, m, nil, Options{Eps: 1e-3, EpsSet: true, MomentumSet: true})
+	r = mustFindPairs(t, m, nil, Options{Eps: 1e-3, EpsSet: true, MomentumSet: true})
 	bnr := r.Pairs[0].BN
 	if bnr.Eps != 1e-3 || bnr.EpsSource != SourceFlag {
 		t.Errorf("flag eps: got %g from %s, want 0.001 from flag", bnr.Eps, bnr.EpsSource)
@@ -367,7 +367,7 @@ func convModule(out, in, k int, groups int64) treeChild {
 			"groups": groups, "transposed": false,
 			"stride": []any{int64(2), int64(2)}, "padding": []any{int64(1), int64(1)}, "dilation": []any{int64(1), int64(1)},
 		},
-		tensors: []*checkpoint.Tensor{tensor("weight", out, in, k, k)},
+		tensors: []*checkpoint.Tensor{sdTensor("weight", out, in, k, k)},
 	}
 }
 
@@ -375,7 +375,7 @@ func bnModule(c int, eps float64, momentum any) treeChild {
 	return treeChild{
 		class:   "torch.nn.modules.batchnorm.BatchNorm2d",
 		attrs:   map[string]any{"eps": eps, "momentum": momentum, "affine": true, "track_running_stats": true},
-		tensors: bn("", c)[:4],
+		tensors: sdBN("", c)[:4],
 	}
 }
 
@@ -387,10 +387,10 @@ func TestModuleTree(t *testing.T) {
 	)
 	fixDots(m)
 
-	r := mustFind(t, m, nil, Options{Eps: 1e-5, EpsSet: true})
-	checkPairs(t, r, map[string]string{"f.0": "f.1"})
-	checkReason(t, r, "f.2", "next module f.3 (ReLU) has no tensors")
-	checkReason(t, r, "f.4", "previous module f.3 (ReLU)")
+	r := mustFindPairs(t, m, nil, Options{Eps: 1e-5, EpsSet: true})
+	checkPairSet(t, r, map[string]string{"f.0": "f.1"})
+	checkUnpairedReason(t, r, "f.2", "next module f.3 (ReLU) has no tensors")
+	checkUnpairedReason(t, r, "f.4", "previous module f.3 (ReLU)")
 
 	p := r.Pairs[0]
 	if p.Evidence != EvidenceModule {
@@ -423,18 +423,18 @@ func TestModuleTreeTransposedClass(t *testing.T) {
 	convT := treeChild{
 		class:   "torch.nn.modules.conv.ConvTranspose2d",
 		attrs:   map[string]any{"groups": int64(2), "transposed": true},
-		tensors: []*checkpoint.Tensor{tensor("weight", 16, 8, 4, 4)},
+		tensors: []*checkpoint.Tensor{sdTensor("weight", 16, 8, 4, 4)},
 	}
 	m := moduleTree("g", convT, bnModule(16, 1e-5, 0.1))
 	fixDots(m)
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{"g.0": "g.1"})
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{"g.0": "g.1"})
 	if c := r.Pairs[0].Conv; !c.Transposed || c.OutChannels() != 16 || len(r.Pairs[0].Notes) != 0 {
 		t.Errorf("conv: transposed %v, out %d, notes %q; want true, 16, none", c.Transposed, c.OutChannels(), r.Pairs[0].Notes)
 	}
 }
 
-// fixDots removes the empty name element that bn("") leaves in names.
+// fixDots removes the empty name element that sdBN("") leaves in names.
 func fixDots(m *checkpoint.Model) {
 	for _, ts := range m.Tensors {
 		ts.Name = strings.Replace(ts.Name, "..", ".", 1)
@@ -452,7 +452,7 @@ func fixDots(m *checkpoint.Model) {
 }
 
 func TestLayerListMetadata(t *testing.T) {
-	m := stateDict(conv("a", false, 8, 3, 3, 3), bn("b", 8), conv("c", false, 8, 8, 3, 3), bn("d", 8))
+	m := sdModel(sdConv("a", false, 8, 3, 3, 3), sdBN("b", 8), sdConv("c", false, 8, 8, 3, 3), sdBN("d", 8))
 	mom := 0.01
 	specs := []checkpoint.LayerSpec{
 		{Name: "a", Type: "Conv2d", Stride: []int{1, 1}, Padding: []int{1, 1}, Dilation: []int{1, 1}, Groups: 1},
@@ -465,10 +465,10 @@ func TestLayerListMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mustFind(t, m, map[string]string{checkpoint.MetadataLayersKey: string(raw)}, Options{})
-	checkPairs(t, r, map[string]string{"a": "b"})
-	checkReason(t, r, "c", "next layer in the stored layer list, relu (ReLU)")
-	checkReason(t, r, "d", "previous layer in the stored layer list, relu (ReLU), is not a convolution")
+	r := mustFindPairs(t, m, map[string]string{checkpoint.MetadataLayersKey: string(raw)}, Options{})
+	checkPairSet(t, r, map[string]string{"a": "b"})
+	checkUnpairedReason(t, r, "c", "next layer in the stored layer list, relu (ReLU)")
+	checkUnpairedReason(t, r, "d", "previous layer in the stored layer list, relu (ReLU), is not a convolution")
 
 	p := r.Pairs[0]
 	if p.Evidence != EvidenceMetadata || p.BN.Eps != 1e-3 || p.BN.EpsSource != SourceFile || *p.BN.Momentum != 0.01 {
@@ -481,20 +481,20 @@ func TestLayerListMetadata(t *testing.T) {
 }
 
 func TestOverrides(t *testing.T) {
-	m := stateDict(conv("net.0", false, 8, 3, 3, 3), bn("net.2", 8), conv("net.3", false, 8, 8, 3, 3), bn("net.4", 8))
+	m := sdModel(sdConv("net.0", false, 8, 3, 3, 3), sdBN("net.2", 8), sdConv("net.3", false, 8, 8, 3, 3), sdBN("net.4", 8))
 	m.StrippedPrefix = "module."
 
-	r := mustFind(t, m, nil, Options{Pairs: map[string]string{"module.net.0": "net.2"}, NoPair: []string{"net.4"}})
-	checkPairs(t, r, map[string]string{"net.0": "net.2"})
+	r := mustFindPairs(t, m, nil, Options{Pairs: map[string]string{"module.net.0": "net.2"}, NoPair: []string{"net.4"}})
+	checkPairSet(t, r, map[string]string{"net.0": "net.2"})
 	if r.Pairs[0].Evidence != EvidenceOverride {
 		t.Errorf("evidence: got %s, want %s", r.Pairs[0].Evidence, EvidenceOverride)
 	}
-	checkReason(t, r, "net.4", "excluded by --no-pair")
-	checkReason(t, r, "net.3", "next module net.4 is excluded by --no-pair")
+	checkUnpairedReason(t, r, "net.4", "excluded by --no-pair")
+	checkUnpairedReason(t, r, "net.3", "next module net.4 is excluded by --no-pair")
 }
 
 func TestOverrideErrors(t *testing.T) {
-	m := stateDict(conv("f.0", false, 8, 3, 3, 3), bn("f.1", 8), linear("fc", 2, 8), bn("f.3", 16))
+	m := sdModel(sdConv("f.0", false, 8, 3, 3, 3), sdBN("f.1", 8), sdLinear("fc", 2, 8), sdBN("f.3", 16))
 	cases := []struct {
 		name string
 		opts Options
@@ -518,18 +518,18 @@ func TestOverrideErrors(t *testing.T) {
 }
 
 func TestMalformedInput(t *testing.T) {
-	bad := bn("f.1", 8)
-	bad[3] = tensor("f.1.running_var", 9)
+	bad := sdBN("f.1", 8)
+	bad[3] = sdTensor("f.1.running_var", 9)
 	cases := []struct {
 		name     string
 		model    *checkpoint.Model
 		metadata map[string]string
 		want     string
 	}{
-		{"running_var size", stateDict(conv("f.0", false, 8, 3, 3, 3), bad), nil, `"f.1.running_var" has shape [9], want [8]`},
-		{"layer list JSON", stateDict(conv("f.0", false, 8, 3, 3, 3)), map[string]string{checkpoint.MetadataLayersKey: "[{"}, "invalid layer list"},
-		{"layer list name", stateDict(conv("f.0", false, 8, 3, 3, 3)), map[string]string{checkpoint.MetadataLayersKey: `[{"name":"x","type":"Conv2d"}]`}, `"x" (Conv2d) has no tensors`},
-		{"empty dimension", stateDict(conv("f.0", false, 0, 3, 3, 3), bn("f.1", 8)), nil, "empty dimension"},
+		{"running_var size", sdModel(sdConv("f.0", false, 8, 3, 3, 3), bad), nil, `"f.1.running_var" has shape [9], want [8]`},
+		{"layer list JSON", sdModel(sdConv("f.0", false, 8, 3, 3, 3)), map[string]string{checkpoint.MetadataLayersKey: "[{"}, "invalid layer list"},
+		{"layer list name", sdModel(sdConv("f.0", false, 8, 3, 3, 3)), map[string]string{checkpoint.MetadataLayersKey: `[{"name":"x","type":"Conv2d"}]`}, `"x" (Conv2d) has no tensors`},
+		{"empty dimension", sdModel(sdConv("f.0", false, 0, 3, 3, 3), sdBN("f.1", 8)), nil, "empty dimension"},
 	}
 	for _, tc := range cases {
 		_, err := FindPairs(tc.model, tc.metadata, Options{})
@@ -589,9 +589,9 @@ func TestLayerListWrittenFile(t *testing.T) {
 		t.Fatalf("got %d models, want 1", len(f.Models))
 	}
 
-	r := mustFind(t, f.Models[0], f.Metadata, Options{Eps: 1e-5, EpsSet: true})
-	checkPairs(t, r, map[string]string{"stem": "stem_bn"})
-	checkReason(t, r, "body", "next layer in the stored layer list, act (ReLU)")
+	r := mustFindPairs(t, f.Models[0], f.Metadata, Options{Eps: 1e-5, EpsSet: true})
+	checkPairSet(t, r, map[string]string{"stem": "stem_bn"})
+	checkUnpairedReason(t, r, "body", "next layer in the stored layer list, act (ReLU)")
 	p := r.Pairs[0]
 	if p.Evidence != EvidenceMetadata {
 		t.Errorf("evidence: got %s, want %s", p.Evidence, EvidenceMetadata)
@@ -612,12 +612,12 @@ func TestModuleTreeNonFoldable(t *testing.T) {
 	noStats := treeChild{
 		class:   "torch.nn.modules.batchnorm.BatchNorm2d",
 		attrs:   map[string]any{"eps": 1e-5, "momentum": 0.1, "affine": true, "track_running_stats": false},
-		tensors: bn("", 8)[:2],
+		tensors: sdBN("", 8)[:2],
 	}
 	instance := treeChild{
 		class:   "torch.nn.modules.instancenorm.InstanceNorm2d",
 		attrs:   map[string]any{"eps": 1e-5, "affine": false, "track_running_stats": true},
-		tensors: bn("", 8)[2:4],
+		tensors: sdBN("", 8)[2:4],
 	}
 	m := moduleTree("s",
 		convModule(8, 8, 3, 1), identity, bnModule(8, 1e-5, 0.1), // s.0, Identity, s.2
@@ -625,22 +625,22 @@ func TestModuleTreeNonFoldable(t *testing.T) {
 		convModule(8, 8, 3, 1), instance, // s.5 → InstanceNorm with running statistics
 	)
 	fixDots(m)
-	r := mustFind(t, m, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "s.0", "next module s.1 (Identity) has no tensors")
-	checkReason(t, r, "s.2", "previous module s.1 (Identity)")
-	checkReason(t, r, "s.3", "is a BatchNorm without running statistics")
-	checkReason(t, r, "s.4", "no running statistics")
-	checkReason(t, r, "s.5", "next module s.6 (InstanceNorm2d) is not a convolution or BatchNorm")
+	r := mustFindPairs(t, m, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "s.0", "next module s.1 (Identity) has no tensors")
+	checkUnpairedReason(t, r, "s.2", "previous module s.1 (Identity)")
+	checkUnpairedReason(t, r, "s.3", "is a BatchNorm without running statistics")
+	checkUnpairedReason(t, r, "s.4", "no running statistics")
+	checkUnpairedReason(t, r, "s.5", "next module s.6 (InstanceNorm2d) is not a convolution or BatchNorm")
 }
 
 func TestSingleModuleStateDict(t *testing.T) {
 	// nn.Conv2d(3, 8, 3).state_dict() has top-level keys "weight", "bias".
-	single := stateDict([]*checkpoint.Tensor{tensor("weight", 8, 3, 3, 3), tensor("bias", 8)})
-	r := mustFind(t, single, nil, Options{})
-	checkPairs(t, r, map[string]string{})
-	checkReason(t, r, "", "the model is this single conv")
+	single := sdModel([]*checkpoint.Tensor{sdTensor("weight", 8, 3, 3, 3), sdTensor("bias", 8)})
+	r := mustFindPairs(t, single, nil, Options{})
+	checkPairSet(t, r, map[string]string{})
+	checkUnpairedReason(t, r, "", "the model is this single conv")
 
-	r = mustFind(t, stateDict(bn("", 8)), nil, Options{})
-	checkReason(t, r, "", "the model is this single BatchNorm")
+	r = mustFindPairs(t, sdModel(sdBN("", 8)), nil, Options{})
+	checkUnpairedReason(t, r, "", "the model is this single BatchNorm")
 }

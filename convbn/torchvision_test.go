@@ -13,19 +13,19 @@ import (
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 )
 
-// systemPython is Debian's interpreter, the one that has torch installed.
-const systemPython = "/usr/bin/python3"
+// torchPython is Debian's interpreter, the one that has torch installed.
+const torchPython = "/usr/bin/python3"
 
-// requireTorch skips the test when torch cannot be imported, except under
+// requireTorchvision skips the test when torch cannot be imported, except under
 // CI (CI set), where a missing torch fails the test so it is never skipped
 // silently.
-func requireTorch(t *testing.T) {
+func requireTorchvision(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(systemPython, "-c", "import torch, torchvision").CombinedOutput()
+	out, err := exec.Command(torchPython, "-c", "import torch, torchvision").CombinedOutput()
 	if err == nil {
 		return
 	}
-	msg := "torch and torchvision are needed: " + systemPython + " -c 'import torch, torchvision' failed: " + err.Error() + ": " + string(out)
+	msg := "torch and torchvision are needed: " + torchPython + " -c 'import torch, torchvision' failed: " + err.Error() + ": " + string(out)
 	if os.Getenv("CI") != "" {
 		t.Fatal(msg)
 	}
@@ -55,16 +55,16 @@ type torchvisionArch struct {
 // whole pickled modules. The script writes about 700 MB into a temporary
 // folder and takes a few seconds.
 func TestTorchvisionPairs(t *testing.T) {
-	requireTorch(t)
+	requireTorchvision(t)
 	script := filepath.Join(pairsModuleRoot(t), "scripts", "torchvision_checkpoints.py")
 	dir := t.TempDir()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	out, err := exec.CommandContext(ctx, systemPython, script, dir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, torchPython, script, dir).CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", systemPython, script, err, out)
+		t.Fatalf("%s %s: %v\n%s", torchPython, script, err, out)
 	}
 	t.Logf("script took %.1f s", time.Since(start).Seconds())
 
