@@ -249,9 +249,9 @@ func (f *pairFinder) result() (*Result, error) {
 	sort.SliceStable(f.pairs, func(i, j int) bool { return f.pairs[i].conv.order < f.pairs[j].conv.order })
 
 	settings := newSettingsTally(f.opts)
-	groups := f.idx.previousLayers()
+	previous := f.idx.previousLayers()
 	for _, p := range f.pairs {
-		conv, err := buildConv(p, groups[p.conv], settings)
+		conv, err := buildConv(p, previous[p.conv], settings)
 		if err != nil {
 			return nil, err
 		}
@@ -294,10 +294,10 @@ func (f *pairFinder) result() (*Result, error) {
 	return res, nil
 }
 
-// listNames joins up to max names, saying how many more there are.
-func listNames(names []string, max int) string {
-	if len(names) <= max {
+// listNames joins up to limit names and counts the rest.
+func listNames(names []string, limit int) string {
+	if len(names) <= limit {
 		return strings.Join(names, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:limit], ", "), len(names)-limit)
 }
