@@ -143,7 +143,6 @@ type pairFinder struct {
 	excluded  map[*pairLayer]bool
 	ambiguous []Ambiguity
 	ambigSet  map[*pairLayer]bool
-	notes     []string
 
 	// bothDims lists convs whose weight dimensions 0 and 1 both equal their
 	// BatchNorm's size and that were taken as ordinary convs.
@@ -289,7 +288,6 @@ func (f *pairFinder) result() (*Result, error) {
 			"%d convs have weight dimensions 0 and 1 both equal to their BatchNorm's size, so the file cannot tell an ordinary conv from a transposed one; they were taken as ordinary convs: %s",
 			len(f.bothDims), listNames(f.bothDims, 5)))
 	}
-	res.Notes = append(res.Notes, f.notes...)
 	res.Notes = append(res.Notes, settings.notes()...)
 	return res, nil
 }
