@@ -3,6 +3,8 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 	"github.com/convbn-diag/convbn-diag/convbn"
@@ -100,15 +102,46 @@ func AnalyzeModel(file string, m *checkpoint.Model, r *convbn.Result, opts Optio
 		Ambiguous:      r.Ambiguous,
 		Notes:          r.Notes,
 	}
-	for i := range r.Pairs {
-		l, err := AnalyzePair(file, &r.Pairs[i], opts)
+	layers, err := analyzePairs(file, r.Pairs, opts)
+	if err != nil {
+		return nil, err
+	}
+	mr.Layers = layers
+	mr.Summary = Summarize(mr.Layers, opts.Optimizer)
+	return mr, nil
+}
+
+// analyzePairs analyzes pairs on up to GOMAXPROCS goroutines, since reading
+// and reducing large conv weights is CPU-bound, and returns the layers in
+// the order of pairs. The error, if any, is the one of the first failing
+// pair, so the result does not depend on scheduling.
+func analyzePairs(file string, pairs []convbn.Pair, opts Options) ([]*Layer, error) {
+	layers := make([]*Layer, len(pairs))
+	errs := make([]error, len(pairs))
+	workers := min(runtime.GOMAXPROCS(0), len(pairs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				layers[i], errs[i] = AnalyzePair(file, &pairs[i], opts)
+			}
+		}()
+	}
+	for i := range pairs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		mr.Layers = append(mr.Layers, l)
 	}
-	mr.Summary = Summarize(mr.Layers, opts.Optimizer)
-	return mr, nil
+	return layers, nil
 }
 
 // Summarize condenses layers analyzed with optimizer opt.

@@ -30,13 +30,16 @@ func weightNorms(file string, conv *convbn.Conv, groups int, channels []Channel,
 		rowLen *= d
 	}
 
-	// Per-channel sums of squares kept as scale²·ssq, the LAPACK dlassq
-	// scheme, so that float64 weights near the top of the range do not
-	// overflow the sum.
+	// Per-channel sums of squares. A run of elements is summed plainly,
+	// which is exact enough and fast; only a run whose plain sum overflows,
+	// underflows or meets a non-finite element goes through the LAPACK
+	// dlassq scheme (scale²·ssq), so float64 weights near either end of the
+	// range still give the right norm.
+	plain := make([]float64, len(channels))
 	scale := make([]float64, len(channels))
 	ssq := make([]float64, len(channels))
 	nonFinite := make([]bool, len(channels))
-	accumulate := func(c int, x float64) {
+	scaled := func(c int, x float64) {
 		if !isFinite(x) {
 			nonFinite[c] = true
 			return
@@ -54,6 +57,16 @@ func weightNorms(file string, conv *convbn.Conv, groups int, channels []Channel,
 		r := a / scale[c]
 		ssq[c] += r * r
 	}
+	accumulate := func(c int, xs []float64) {
+		sum := sumSquares(xs)
+		if isFinite(sum) && sum > 1e-280 {
+			plain[c] += sum
+			return
+		}
+		for _, x := range xs {
+			scaled(c, x)
+		}
+	}
 
 	perChunk := 1
 	if rowLen > 0 && chunk/rowLen > 1 {
@@ -69,31 +82,29 @@ func weightNorms(file string, conv *convbn.Conv, groups int, channels []Channel,
 		innerLen = rowLen / outPerGroup
 	}
 
+	var buf []float64
 	for lo := 0; lo < rows; lo += perChunk {
 		hi := min(lo+perChunk, rows)
-		x, err := readRows(w, lo, hi)
+		x, err := readRows(w, lo, hi, buf)
 		if err != nil {
 			return fmt.Errorf("%s: conv %s: %w", file, conv.Name, err)
 		}
+		buf = x
 		for i := lo; i < hi; i++ {
 			row := x[(i-lo)*rowLen : (i-lo+1)*rowLen]
 			if !conv.Transposed {
-				for _, v := range row {
-					accumulate(i, v)
-				}
+				accumulate(i, row)
 				continue
 			}
 			base := (i / inPerGroup) * outPerGroup
 			for j := 0; j < outPerGroup; j++ {
-				for _, v := range row[j*innerLen : (j+1)*innerLen] {
-					accumulate(base+j, v)
-				}
+				accumulate(base+j, row[j*innerLen:(j+1)*innerLen])
 			}
 		}
 	}
 
 	for c := range channels {
-		norm := scale[c] * math.Sqrt(ssq[c])
+		norm := math.Hypot(math.Sqrt(plain[c]), scale[c]*math.Sqrt(ssq[c]))
 		if nonFinite[c] {
 			norm = math.NaN()
 		}
@@ -103,8 +114,8 @@ func weightNorms(file string, conv *convbn.Conv, groups int, channels []Channel,
 }
 
 // readRows returns elements [lo, hi) along dimension 0 of t in row-major
-// order. It reads a view of t, so only those rows' bytes are loaded.
-func readRows(t *checkpoint.Tensor, lo, hi int) ([]float64, error) {
+// order, reusing buf's storage when it is large enough. It reads a view of t, so only those rows' bytes are loaded.
+func readRows(t *checkpoint.Tensor, lo, hi int, buf []float64) ([]float64, error) {
 	shape := append([]int(nil), t.Shape...)
 	shape[0] = hi - lo
 	view := &checkpoint.Tensor{
@@ -115,5 +126,22 @@ func readRows(t *checkpoint.Tensor, lo, hi int) ([]float64, error) {
 		Offset:  t.Offset + int64(lo)*int64(t.Strides[0]),
 		Storage: t.Storage,
 	}
-	return view.Float64s()
+	return view.Float64sInto(buf)
+}
+
+// sumSquares returns Σ x² over xs. Four independent partial sums let the
+// additions overlap instead of waiting on one another.
+func sumSquares(xs []float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		s0 += xs[i] * xs[i]
+		s1 += xs[i+1] * xs[i+1]
+		s2 += xs[i+2] * xs[i+2]
+		s3 += xs[i+3] * xs[i+3]
+	}
+	for ; i < len(xs); i++ {
+		s0 += xs[i] * xs[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }

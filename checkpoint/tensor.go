@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 )
 
 // Size returns the number of bytes of one element, or 0 for Invalid.
@@ -157,6 +158,13 @@ func (t *Tensor) span() (lo, hi int64, err error) {
 // Float64s reads the tensor's elements in row-major order of its shape,
 // honoring the storage offset and strides, converted to float64.
 func (t *Tensor) Float64s() ([]float64, error) {
+	return t.Float64sInto(nil)
+}
+
+// Float64sInto is Float64s writing into dst, which it grows when its
+// capacity is too small, and returns the filled slice. Reading many chunks
+// into one buffer avoids allocating and clearing a new one for each.
+func (t *Tensor) Float64sInto(dst []float64) ([]float64, error) {
 	if len(t.Strides) != len(t.Shape) {
 		return nil, fmt.Errorf("tensor %s: %d strides for %d dimensions", t.Name, len(t.Strides), len(t.Shape))
 	}
@@ -164,19 +172,21 @@ func (t *Tensor) Float64s() ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := t.Storage.read(lo, hi)
-	if err != nil {
+	n := t.NumElements()
+	if t.isContiguous() {
+		dst = resize(dst, n)
+		if err := t.Storage.readInto(t.Offset, t.Offset+int64(n), dst); err != nil {
+			return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
+		}
+		return dst, nil
+	}
+
+	raw := make([]float64, hi-lo)
+	if err := t.Storage.readInto(lo, hi, raw); err != nil {
 		return nil, fmt.Errorf("tensor %s: %w", t.Name, err)
 	}
-	if t.isContiguous() {
-		start := t.Offset - lo
-		if t.Storage.mem != nil {
-			return append([]float64(nil), raw[start:start+int64(t.NumElements())]...), nil
-		}
-		return raw[start : start+int64(t.NumElements())], nil
-	}
-	out := make([]float64, t.NumElements())
-	if len(out) == 0 {
+	out := resize(dst, n)
+	if n == 0 {
 		return out, nil
 	}
 	idx := make([]int, len(t.Shape))
@@ -197,6 +207,14 @@ func (t *Tensor) Float64s() ([]float64, error) {
 	return out, nil
 }
 
+// resize returns dst with length n, reallocated when its capacity is short.
+func resize(dst []float64, n int) []float64 {
+	if cap(dst) < n {
+		return make([]float64, n)
+	}
+	return dst[:n]
+}
+
 // isContiguous reports whether the tensor's elements are laid out in
 // row-major order without gaps, so a read needs no index walk.
 func (t *Tensor) isContiguous() bool {
@@ -210,81 +228,100 @@ func (t *Tensor) isContiguous() bool {
 	return true
 }
 
-// read returns storage elements [lo, hi) as float64.
-func (s *Storage) read(lo, hi int64) ([]float64, error) {
+// readBuffers recycles the byte buffers that storage reads go through.
+var readBuffers sync.Pool
+
+// readInto converts storage elements [lo, hi) to float64 in dst, which
+// must have length hi − lo.
+func (s *Storage) readInto(lo, hi int64, dst []float64) error {
 	if s.mem != nil {
-		return s.mem[lo:hi], nil
+		copy(dst, s.mem[lo:hi])
+		return nil
 	}
 	if hi <= lo {
-		return nil, nil
+		return nil
 	}
 	size := int64(s.DType.Size())
 	if size == 0 {
-		return nil, fmt.Errorf("storage %s has dtype %s, which cannot be read as numbers", s.Key, s.DType)
+		return fmt.Errorf("storage %s has dtype %s, which cannot be read as numbers", s.Key, s.DType)
 	}
-	buf := make([]byte, (hi-lo)*size)
+	n := int((hi - lo) * size)
+	var buf []byte
+	if p, ok := readBuffers.Get().(*[]byte); ok && cap(*p) >= n {
+		buf = (*p)[:n]
+	} else {
+		buf = make([]byte, n)
+	}
+	defer readBuffers.Put(&buf)
 	if _, err := s.src.ReadAt(buf, s.base+lo*size); err != nil {
-		return nil, fmt.Errorf("read storage %s of %s (elements %d to %d): %w", s.Key, s.file, lo, hi, err)
+		return fmt.Errorf("read storage %s of %s (elements %d to %d): %w", s.Key, s.file, lo, hi, err)
 	}
-	return decode(buf, s.DType, s.order)
+	return decodeInto(dst, buf, s.DType, s.order)
 }
 
-// decode converts little- or big-endian elements of dtype d to float64.
-// Each dtype has its own loop, because a switch per element would cost more
-// than the conversion itself on large weights.
-func decode(buf []byte, d DType, order binary.ByteOrder) ([]float64, error) {
-	size := d.Size()
-	if size == 0 {
-		return nil, fmt.Errorf("dtype %s cannot be read as real numbers", d)
-	}
-	out := make([]float64, len(buf)/size)
-	switch d {
-	case Float32:
-		for i := range out {
-			out[i] = float64(math.Float32frombits(order.Uint32(buf[4*i:])))
+// decodeInto converts little- or big-endian elements of dtype d to float64
+// in dst. Each dtype has its own loop, because a switch per element would
+// cost more than the conversion itself on large weights, and little-endian
+// data, the common case, goes through binary.LittleEndian directly so that
+// the compiler inlines the loads.
+func decodeInto(dst []float64, buf []byte, d DType, order binary.ByteOrder) error {
+	le := order == binary.ByteOrder(binary.LittleEndian)
+	switch {
+	case d == Float32 && le:
+		for i := range dst {
+			dst[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
 		}
-	case Float64:
-		for i := range out {
-			out[i] = math.Float64frombits(order.Uint64(buf[8*i:]))
+	case d == Float32:
+		for i := range dst {
+			dst[i] = float64(math.Float32frombits(order.Uint32(buf[4*i:])))
 		}
-	case Float16:
-		for i := range out {
-			out[i] = Float16ToFloat64(order.Uint16(buf[2*i:]))
+	case d == Float64 && le:
+		for i := range dst {
+			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
 		}
-	case BFloat16:
-		for i := range out {
-			out[i] = float64(math.Float32frombits(uint32(order.Uint16(buf[2*i:])) << 16))
+	case d == Float64:
+		for i := range dst {
+			dst[i] = math.Float64frombits(order.Uint64(buf[8*i:]))
 		}
-	case Int64:
-		for i := range out {
-			out[i] = float64(int64(order.Uint64(buf[8*i:])))
+	case d == Float16:
+		for i := range dst {
+			dst[i] = Float16ToFloat64(order.Uint16(buf[2*i:]))
 		}
-	case Int32, QInt32:
-		for i := range out {
-			out[i] = float64(int32(order.Uint32(buf[4*i:])))
+	case d == BFloat16:
+		for i := range dst {
+			dst[i] = float64(math.Float32frombits(uint32(order.Uint16(buf[2*i:])) << 16))
 		}
-	case Int16:
-		for i := range out {
-			out[i] = float64(int16(order.Uint16(buf[2*i:])))
+	case d == Int64:
+		for i := range dst {
+			dst[i] = float64(int64(order.Uint64(buf[8*i:])))
 		}
-	case Int8, QInt8:
-		for i := range out {
-			out[i] = float64(int8(buf[i]))
+	case d == Int32 || d == QInt32:
+		for i := range dst {
+			dst[i] = float64(int32(order.Uint32(buf[4*i:])))
 		}
-	case Uint8, QUInt8:
-		for i := range out {
-			out[i] = float64(buf[i])
+	case d == Int16:
+		for i := range dst {
+			dst[i] = float64(int16(order.Uint16(buf[2*i:])))
 		}
-	case Bool:
-		for i := range out {
+	case d == Int8 || d == QInt8:
+		for i := range dst {
+			dst[i] = float64(int8(buf[i]))
+		}
+	case d == Uint8 || d == QUInt8:
+		for i := range dst {
+			dst[i] = float64(buf[i])
+		}
+	case d == Bool:
+		for i := range dst {
+			dst[i] = 0
 			if buf[i] != 0 {
-				out[i] = 1
+				dst[i] = 1
 			}
 		}
 	default:
-		return nil, fmt.Errorf("dtype %s cannot be read as real numbers", d)
+		return fmt.Errorf("dtype %s cannot be read as real numbers", d)
 	}
-	return out, nil
+	return nil
 }
 
 // Float16ToFloat64 converts an IEEE 754 half-precision value to float64.
@@ -294,6 +331,11 @@ func Float16ToFloat64(h uint16) float64 {
 		sign = -1
 	}
 	exp := int(h>>10) & 0x1f
+	if exp != 0 && exp != 0x1f {
+		// A normal number: rebias the exponent into float32's layout.
+		bits := uint32(h&0x8000)<<16 | uint32(exp-15+127)<<23 | uint32(h&0x3ff)<<13
+		return float64(math.Float32frombits(bits))
+	}
 	frac := float64(h & 0x3ff)
 	switch exp {
 	case 0:
