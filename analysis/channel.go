@@ -13,6 +13,9 @@ const (
 	// FlagNonFiniteInput marks a γ, β, μ, σ², ε or conv bias that is
 	// infinite or NaN in the file.
 	FlagNonFiniteInput Flag = "non-finite-input"
+	// FlagNegativeGamma marks γ < 0, so ω < 0. The sign does not change
+	// either distortion, but the fold flips the sign of W'_c.
+	FlagNegativeGamma Flag = "negative-gamma"
 	// FlagNegativeVar marks a negative running variance.
 	FlagNegativeVar Flag = "negative-running-var"
 	// FlagNoOmega marks σ² + ε ≤ 0, where s and ω do not exist.
@@ -102,6 +105,9 @@ func computeChannel(c *Channel, tinyVarianceRatio float64) {
 	}
 	if c.Gamma == 0 {
 		c.addFlag(FlagDead)
+	}
+	if c.Gamma < 0 {
+		c.addFlag(FlagNegativeGamma)
 	}
 	if c.RunningVar < 0 {
 		c.addFlag(FlagNegativeVar)

@@ -27,7 +27,8 @@
 // [i, j, …] feeds output channel g(i)·(C_out/G) + j with g(i) = ⌊i/(C_in/G)⌋.
 //
 // Flags mark what a channel's numbers cannot show: dead (γ = 0, so ω = 0
-// and D = ∞), non-finite-input, negative-running-var, no-omega (σ²+ε ≤ 0),
+// and D = ∞), negative-gamma (ω < 0, which leaves D unchanged),
+// non-finite-input, negative-running-var, no-omega (σ²+ε ≤ 0),
 // tiny-variance (σ² < TinyVarianceRatio·ε, default 1·ε, so ε rather than
 // the data sets ω), non-finite-weight and overflow.
 //

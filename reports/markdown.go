@@ -69,6 +69,11 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 		items = append(items, "note: "+markdownText(n))
 	}
 	for _, l := range m.Layers {
+		if line := FlaggedChannels(l); line != "" {
+			items = append(items, fmt.Sprintf("flags on `%s`: %s", l.Conv, markdownText(line)))
+		}
+	}
+	for _, l := range m.Layers {
 		for _, n := range l.Notes {
 			items = append(items, fmt.Sprintf("note on `%s`: %s", l.Conv, markdownText(n)))
 		}

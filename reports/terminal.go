@@ -3,6 +3,8 @@ package reports
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -120,10 +122,53 @@ func writeTerminalModel(ew *errWriter, m *analysis.ModelReport, width int, opt a
 		ew.wrap(width, "  ", "note: "+n)
 	}
 	for _, l := range m.Layers {
+		if line := FlaggedChannels(l); line != "" {
+			ew.wrap(width, "  ", fmt.Sprintf("flags on %s: %s", l.Conv, line))
+		}
+	}
+	for _, l := range m.Layers {
 		for _, n := range l.Notes {
 			ew.wrap(width, "  ", fmt.Sprintf("note on %s: %s", l.Conv, n))
 		}
 	}
+}
+
+// maxListedChannels bounds how many channel indices FlaggedChannels names
+// per flag; the count is always given in full.
+const maxListedChannels = 5
+
+// FlaggedChannels describes a layer's flagged channels, one clause per
+// flag in a fixed order, such as "tiny-variance: 1 channel (9)". It
+// returns "" when no channel is flagged.
+func FlaggedChannels(l *analysis.Layer) string {
+	byFlag := map[analysis.Flag][]int{}
+	var order []analysis.Flag
+	for _, ch := range l.Channels {
+		for _, f := range ch.Flags {
+			if _, seen := byFlag[f]; !seen {
+				order = append(order, f)
+			}
+			byFlag[f] = append(byFlag[f], ch.Index)
+		}
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	var clauses []string
+	for _, f := range order {
+		idx := byFlag[f]
+		noun := "channels"
+		if len(idx) == 1 {
+			noun = "channel"
+		}
+		var names []string
+		for _, i := range idx[:min(len(idx), maxListedChannels)] {
+			names = append(names, strconv.Itoa(i))
+		}
+		if len(idx) > maxListedChannels {
+			names = append(names, "...")
+		}
+		clauses = append(clauses, fmt.Sprintf("%s: %d %s (%s)", f, len(idx), noun, strings.Join(names, ", ")))
+	}
+	return strings.Join(clauses, "; ")
 }
 
 // SummaryLines describes a model summary in two sentences: the counts,

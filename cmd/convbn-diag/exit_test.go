@@ -16,7 +16,13 @@ func TestAnalyzeExampleTable(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit status %d, stderr %q", code, stderr)
 	}
-	for _, want := range []string{"features.0", "Summary:", "Columns:", "D_SGD = 1/ω²"} {
+	for _, want := range []string{
+		"features.0", "Summary:", "Columns:", "D_SGD = 1/ω²",
+		"flags on features.0: dead: 1 channel (3); negative-gamma: 1 channel (7)",
+		"flags on features.3: tiny-variance: 1 channel (9)",
+		"flags on features.6: negative-running-var: 1 channel (20); no-omega: 1 channel (20)",
+		"unpaired conv features.9",
+	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("table output lacks %q:\n%s", want, stdout)
 		}
