@@ -27,6 +27,17 @@ type Layer struct {
 	Eps       float64
 	EpsSource convbn.Source
 
+	// Stride, Padding and Dilation are the conv geometry, one entry per
+	// spatial dimension, nil when the file does not store it
+	// (GeometrySource "").
+	Stride, Padding, Dilation []int
+	GeometrySource            convbn.Source
+
+	// Momentum is the BatchNorm's running-statistics momentum, nil for a
+	// cumulative average or when unknown; MomentumSource says which.
+	Momentum       *float64
+	MomentumSource convbn.Source
+
 	// Notes are pair discovery's remarks about this pair.
 	Notes []string
 
@@ -117,6 +128,13 @@ func AnalyzePair(file string, p *convbn.Pair, opts Options) (*Layer, error) {
 		Evidence:     p.Evidence,
 		Eps:          bn.Eps,
 		EpsSource:    bn.EpsSource,
+
+		Stride:         conv.Stride,
+		Padding:        conv.Padding,
+		Dilation:       conv.Dilation,
+		GeometrySource: conv.GeometrySource,
+		Momentum:       bn.Momentum,
+		MomentumSource: bn.MomentumSource,
 	}
 	if l.Groups < 1 {
 		l.Groups = 1

@@ -143,6 +143,15 @@ type LayerJSON struct {
 	Eps          Number `json:"eps"`
 	EpsSource    string `json:"eps_source"`
 
+	// Stride, Padding and Dilation are absent when the file does not store
+	// the conv geometry; Momentum is null for a cumulative average.
+	Stride         []int    `json:"stride,omitempty"`
+	Padding        []int    `json:"padding,omitempty"`
+	Dilation       []int    `json:"dilation,omitempty"`
+	GeometrySource string   `json:"geometry_source,omitempty"`
+	Momentum       *float64 `json:"momentum"`
+	MomentumSource string   `json:"momentum_source"`
+
 	NumChannels   int `json:"num_channels"`
 	OmegaChannels int `json:"omega_channels"`
 
@@ -317,6 +326,13 @@ func newLayerJSON(index int, l *analysis.Layer, perChannel bool) LayerJSON {
 		Evidence:     string(l.Evidence),
 		Eps:          Number(l.Eps),
 		EpsSource:    string(l.EpsSource),
+
+		Stride:         l.Stride,
+		Padding:        l.Padding,
+		Dilation:       l.Dilation,
+		GeometrySource: string(l.GeometrySource),
+		Momentum:       l.Momentum,
+		MomentumSource: string(l.MomentumSource),
 
 		NumChannels:   l.NumChannels(),
 		OmegaChannels: s.OmegaChannels,
