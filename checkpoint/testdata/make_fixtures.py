@@ -233,5 +233,12 @@ save({"state_dict": small.state_dict(), "payload": Evil()}, "dangerous.pt")
 record("dangerous.pt", [model_entry("state_dict", "", small.state_dict())],
        warnings=[os.system.__module__ + ".system"])
 
+# A quantized tensor is skipped with a warning; the float tensor stays.
+plain = collections.OrderedDict([("w", torch.randn(3))])
+quant = collections.OrderedDict(plain)
+quant["q"] = torch.quantize_per_tensor(torch.randn(4), 0.1, 2, torch.qint8)
+save(quant, "quantized.pt")
+record("quantized.pt", [model_entry("", "", plain)], warnings=["quantized tensor q"])
+
 with open(os.path.join(OUT, "expected.json"), "w") as f:
     json.dump(expected, f)
