@@ -162,6 +162,9 @@ func (z *zipReader) persistentLoad(pid any) (any, error) {
 
 // zipEntryReaderAt reads a compressed zip entry at an offset by
 // decompressing it from the start, never past its declared size.
+// NOTE: every ReadAt decompresses from the entry's first byte, so reading
+// many tensors that share one large deflated storage takes quadratic time.
+// torch.save stores entries uncompressed, so only re-zipped files pay this.
 type zipEntryReaderAt struct {
 	f *zip.File
 }
