@@ -159,3 +159,68 @@ func TestHostileInputsUseLittleMemory(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenRejectsOverflowingStrides(t *testing.T) {
+	// shape (3, 2) with stride 2^40 would overflow the span computation
+	// for large dimensions; it must be rejected, not read out of bounds.
+	pk := newPickle().stateDict([]string{"w"}, []func(*pickleBuilder){func(p *pickleBuilder) {
+		p.global("torch._utils", "_rebuild_tensor_v2")
+		p.op("((").str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(4).op("tQ")
+		p.int(0).op("(").int(3).int(1 << 20).op("t(").int(1 << 40).int(1 << 40).op("t\x89")
+		p.global("collections", "OrderedDict").op(")RtR")
+	}}).op(".")
+	data := torchZip(t, zipEntry{name: "data.pkl", data: pk.Bytes()}, zipEntry{name: "data/0", data: float32Bytes(1, 2, 3, 4)})
+	_, err := OpenReaderAt("strides.pt", bytes.NewReader(data), int64(len(data)))
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("error mismatch: got %v, want ErrMalformed", err)
+	}
+}
+
+func TestOpenZipWithDataPickleNotFirst(t *testing.T) {
+	var buf bytes.Buffer
+	w := zipWriterFor(&buf)
+	for _, e := range []zipEntry{
+		{name: "other/readme.txt", data: []byte("x")},
+		{name: "archive/data/0", data: float32Bytes(1, 2, 3, 4)},
+		{name: "archive/data.pkl", data: oneTensorPickle("FloatStorage", 4, 0, 4)},
+	} {
+		fw, _ := w.Create(e.name)
+		fw.Write(e.data)
+	}
+	w.Close()
+	f, err := OpenReaderAt("reordered.pt", bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	values, err := f.Models[0].Tensors[0].Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(values) != 4 || values[3] != 4 {
+		t.Errorf("values mismatch: got %v, want [1 2 3 4]", values)
+	}
+}
+
+func TestOpenRejectsInflatedDeclaredSize(t *testing.T) {
+	data := torchZip(t,
+		zipEntry{name: "data.pkl", data: oneTensorPickle("FloatStorage", 1<<29, 0, 1<<29)},
+		zipEntry{name: "data/0", data: make([]byte, 64), deflate: true})
+
+	// Make the central directory claim about 4 GiB uncompressed for data/0.
+	dir := bytes.LastIndex(data, []byte("PK\x01\x02"))
+	if dir < 0 || !bytes.Equal(data[dir+46:dir+46+len("archive/data/0")], []byte("archive/data/0")) {
+		t.Fatal("central directory entry of archive/data/0 not found")
+	}
+	binary.LittleEndian.PutUint32(data[dir+24:], 0xfffffff0)
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := OpenReaderAt("inflated.pt", bytes.NewReader(data), int64(len(data)))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrDeclaredSize) {
+		t.Fatalf("error mismatch: got %v, want ErrDeclaredSize", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Errorf("Open allocated %d bytes, want at most %d", grew, 4<<20)
+	}
+}

@@ -138,3 +138,7 @@ func legacyFile(object *pickleBuilder, keys []string, counts []int64, data [][]b
 	}
 	return buf.Bytes()
 }
+
+// zipWriterFor returns a zip writer on buf, for tests that order entries
+// themselves.
+func zipWriterFor(buf *bytes.Buffer) *zip.Writer { return zip.NewWriter(buf) }

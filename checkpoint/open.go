@@ -66,7 +66,6 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 	}
 
 	f := &File{Path: name, Format: format}
-	f.Warnings = append(f.Warnings, u.warnings...)
 	for g := range u.globals {
 		f.Globals = append(f.Globals, g)
 	}

@@ -54,8 +54,6 @@ type unpickler struct {
 	persistentLoad func(pid any) (any, error)
 	// globals collects every global the pickle names.
 	globals map[string]bool
-	// warnings collects notes about values that were skipped.
-	warnings []string
 }
 
 // newUnpickler returns an unpickler reading at most limit bytes from r.

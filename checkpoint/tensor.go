@@ -370,6 +370,19 @@ func checkView(t *Tensor) error {
 		}
 	}
 	if n > 0 {
+		// Bound every stride so that span's sums cannot overflow.
+		if t.Offset < 0 || t.Offset > t.Storage.Len {
+			return fmt.Errorf("storage offset %d is outside a storage of %d elements", t.Offset, t.Storage.Len)
+		}
+		for i, s := range t.Shape {
+			stride := int64(t.Strides[i])
+			if stride < 0 {
+				stride = -stride
+			}
+			if s > 1 && stride > (1<<62)/int64(maxTensorDims)/int64(s-1) {
+				return fmt.Errorf("view of shape %v and strides %v reaches beyond any storage", t.Shape, t.Strides)
+			}
+		}
 		if _, _, err := t.span(); err != nil {
 			return err
 		}

@@ -11,6 +11,13 @@ import (
 // streams it, so this only stops a zip entry that declares an absurd size.
 const maxPickleSize = 1 << 30
 
+// maxDeflateRatio is the largest ratio of uncompressed to compressed size
+// that deflate can reach (about 1032:1), so a compressed storage entry
+// declaring more is damaged or hostile.
+// NOTE: a genuine zip bomb within this ratio still passes, and reading its
+// tensors allocates up to about 1000 times the file's size.
+const maxDeflateRatio = 1032
+
 // zipReader reads a PyTorch zip checkpoint (torch.save since 1.6).
 type zipReader struct {
 	path    string
@@ -54,6 +61,11 @@ func openZip(path string, r io.ReaderAt, size int64) (any, *unpickler, error) {
 
 	pkl, ok := z.entries[z.root+"data.pkl"]
 	if !ok {
+		// torch takes the root from the first entry, but an archive
+		// repacked by another tool may list its records in any order.
+		pkl, ok = z.findDataPickle()
+	}
+	if !ok {
 		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Offset: -1, Err: ErrMissingRecord,
 			Reason: fmt.Sprintf("zip archive has no %sdata.pkl record, so it is not a PyTorch checkpoint written by torch.save", z.root)}
 	}
@@ -81,6 +93,28 @@ func openZip(path string, r io.ReaderAt, size int64) (any, *unpickler, error) {
 		return nil, nil, err
 	}
 	return obj, u, nil
+}
+
+// findDataPickle returns the only "<root>/data.pkl" entry of the archive
+// and sets z.root to its root, or reports false when there is none or more
+// than one.
+func (z *zipReader) findDataPickle() (*zip.File, bool) {
+	var found *zip.File
+	for name, f := range z.entries {
+		i := strings.IndexByte(name, '/')
+		if i < 0 || name[i+1:] != "data.pkl" {
+			continue
+		}
+		if found != nil {
+			return nil, false
+		}
+		found = f
+	}
+	if found == nil {
+		return nil, false
+	}
+	z.root = found.Name[:len(found.Name)-len("data.pkl")]
+	return found, true
 }
 
 // readByteOrder reads the optional byteorder record ("little" or "big").
@@ -135,6 +169,10 @@ func (z *zipReader) persistentLoad(pid any) (any, error) {
 	}
 	elem := int64(ref.dtype.Size())
 	have := int64(f.UncompressedSize64)
+	if f.Method != zip.Store && (f.CompressedSize64 > uint64(z.size) || f.UncompressedSize64 > f.CompressedSize64*maxDeflateRatio+1024) {
+		return nil, &FormatError{Path: z.path, Format: FormatTorchZip, Record: name, Offset: -1, Tensor: "storage " + ref.key, Err: ErrDeclaredSize,
+			Reason: fmt.Sprintf("compressed record of %d bytes declares %d uncompressed bytes, more than deflate can produce; the file is damaged", f.CompressedSize64, f.UncompressedSize64)}
+	}
 	if f.UncompressedSize64 > 1<<62 || ref.numel > have/elem {
 		return nil, &FormatError{Path: z.path, Format: FormatTorchZip, Record: name, Offset: -1, Tensor: "storage " + ref.key, Err: ErrDeclaredSize,
 			Reason: fmt.Sprintf("storage declares %d elements of %d bytes but the record holds only %d bytes; the file is damaged", ref.numel, elem, have)}
