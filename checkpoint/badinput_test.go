@@ -160,9 +160,9 @@ func TestHostileInputsUseLittleMemory(t *testing.T) {
 	}
 }
 
-func TestOpenRejectsOverflowingStrides(t *testing.T) {
-	// shape (3, 2) with stride 2^40 would overflow the span computation
-	// for large dimensions; it must be rejected, not read out of bounds.
+func TestOpenRejectsHugeStrides(t *testing.T) {
+	// A view of shape (3, 2^20) with strides of 2^40 on a storage of 4
+	// elements must be rejected when the file is opened, not when read.
 	pk := newPickle().stateDict([]string{"w"}, []func(*pickleBuilder){func(p *pickleBuilder) {
 		p.global("torch._utils", "_rebuild_tensor_v2")
 		p.op("((").str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(4).op("tQ")
