@@ -106,7 +106,7 @@ func FuzzUnpickle(f *testing.F) {
 			return
 		}
 		file := &File{Path: "fuzz.pkl"}
-		if err := collectModels(file, v); err != nil {
+		if err := collectModels(file, v, u.values); err != nil {
 			return
 		}
 		readAllTensors(file)

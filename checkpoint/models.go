@@ -27,14 +27,19 @@ type collector struct {
 	// cyclic references (possible through the pickle memo) are searched
 	// once.
 	visited map[any]bool
-	// steps counts the values visited, bounded by maxValues.
-	steps int
+	// steps counts the values visited, up to maxSteps.
+	steps, maxSteps int
 }
 
+// stepsPerValue bounds the search's visits per unpickled value. Each
+// container is searched once, so only tensors and scalars shared through
+// the pickle memo are visited more than once in a real checkpoint.
+const stepsPerValue = 4
+
 // collectModels fills f.Models and f.Metadata from the file's top-level
-// object.
-func collectModels(f *File, obj any) error {
-	c := &collector{f: f, visited: make(map[any]bool)}
+// object, which the unpickler built from the given number of values.
+func collectModels(f *File, obj any, values int) error {
+	c := &collector{f: f, visited: make(map[any]bool), maxSteps: stepsPerValue*values + 1024}
 	if err := c.find(obj, "", 0); err != nil {
 		return err
 	}
@@ -141,9 +146,9 @@ func (c *collector) step(key string, depth int) error {
 		return c.tooDeep(key)
 	}
 	c.steps++
-	if c.steps > maxValues {
+	if c.steps > c.maxSteps {
 		return &FormatError{Path: c.f.Path, Format: c.f.Format, Offset: -1, Tensor: key, Err: ErrDeclaredSize,
-			Reason: fmt.Sprintf("object graph has more than %d values; the file is not a checkpoint", maxValues)}
+			Reason: fmt.Sprintf("searching the object visits more than %d values, because the pickle shares containers many times; the file is not a checkpoint", c.maxSteps)}
 	}
 	return nil
 }
@@ -252,7 +257,7 @@ func isOptimizerState(v any) bool {
 func (c *collector) countTensors(v any, depth int) int {
 	m := &Model{}
 	saved := c.f.Warnings
-	counter := &collector{f: c.f, visited: make(map[any]bool)}
+	counter := &collector{f: c.f, visited: make(map[any]bool), maxSteps: c.maxSteps}
 	counter.gather(m, v, "", depth)
 	c.f.Warnings = saved
 	return len(m.Tensors)

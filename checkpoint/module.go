@@ -108,6 +108,9 @@ func plainAttr(v any, depth int) (any, bool) {
 	case nil, bool, int64, float64, string:
 		return t, true
 	case *big.Int:
+		if t.BitLen() > maxNameBits {
+			return nil, false
+		}
 		return t.String(), true
 	case pyTuple:
 		return plainList(t, depth)

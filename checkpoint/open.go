@@ -75,7 +75,7 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 			f.Warnings = append(f.Warnings, fmt.Sprintf("file references %s, which can run code when loaded with torch.load; convbn-diag read it without executing anything", g))
 		}
 	}
-	if err := collectModels(f, obj); err != nil {
+	if err := collectModels(f, obj, u.values); err != nil {
 		return nil, err
 	}
 	return f, nil

@@ -128,6 +128,9 @@ type quantizedTensor struct {
 	Scheme string
 }
 
+// maxNameBits bounds the integers that keyString and plainAttr format.
+const maxNameBits = 1024
+
 // keyString formats a dict key or list index as one component of a dotted
 // tensor name.
 func keyString(k any) (string, bool) {
@@ -143,6 +146,10 @@ func keyString(k any) (string, bool) {
 	case bool:
 		return strconv.FormatBool(v), true
 	case *big.Int:
+		// Formatting a huge integer is slow, and no real name needs one.
+		if v.BitLen() > maxNameBits {
+			return "", false
+		}
 		return v.String(), true
 	}
 	return "", false

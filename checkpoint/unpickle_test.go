@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/big"
 	"os"
@@ -222,12 +223,12 @@ func TestUnpickleCycleIsSafe(t *testing.T) {
 	// A list that contains itself, inside a dict: searching for tensors
 	// must terminate.
 	data := []byte("\x80\x02}q\x00X\x01\x00\x00\x00l]q\x01h\x01as.")
-	v, _, err := unpickleBytes(data)
+	v, u, err := unpickleBytes(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &File{Path: "cycle"}
-	if err := collectModels(f, v); err != nil {
+	if err := collectModels(f, v, u.values); err != nil {
 		t.Fatal(err)
 	}
 	if len(f.Models) != 0 {
@@ -240,12 +241,12 @@ func TestUnpickleDeepNestingIsRejected(t *testing.T) {
 	data = append(data, bytes.Repeat([]byte("]"), 10000)...)
 	data = append(data, bytes.Repeat([]byte("a"), 9999)...)
 	data = append(data, '.')
-	v, _, err := unpickleBytes(data)
+	v, u, err := unpickleBytes(data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &File{Path: "deep"}
-	err = collectModels(f, v)
+	err = collectModels(f, v, u.values)
 	if err == nil || !strings.Contains(err.Error(), "nesting exceeds") {
 		t.Errorf("error mismatch: got %v, want a nesting error", err)
 	}
@@ -258,12 +259,12 @@ func TestSharedTuplesAreSearchedOnce(t *testing.T) {
 		p.op("h\x00h\x00\x86q\x00")
 	}
 	p.op(".")
-	v, _, err := unpickleBytes(p.Bytes())
+	v, u, err := unpickleBytes(p.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- collectModels(&File{Path: "laughs"}, v) }()
+	go func() { done <- collectModels(&File{Path: "laughs"}, v, u.values) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -271,5 +272,34 @@ func TestSharedTuplesAreSearchedOnce(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("searching nested shared tuples did not finish in 5s")
+	}
+}
+
+func TestSharedParameterDictIsBounded(t *testing.T) {
+	// 2000 modules share one _parameters dict of 200 tensors through the
+	// memo: 400,000 tensor visits from a pickle of about 40 kB. The search
+	// must stop with an error rather than copy every visit.
+	p := newPickle().global("collections", "OrderedDict").op(")R(")
+	for i := 0; i < 200; i++ {
+		p.str("w"+strconv.Itoa(i)).tensor("FloatStorage", "0", 4, 0, 4)
+	}
+	p.op("u").op("r\x01\x00\x00\x00") // LONG_BINPUT 1: the shared dict
+	p.op("0")                         // POP
+	p.op("}(").str("children").op("(")
+	for i := 0; i < 2000; i++ {
+		p.global("torch.nn", "Conv2d").op(")\x81}(").str("_parameters").op("j\x01\x00\x00\x00").str("_modules").op("}ub")
+	}
+	p.op("lu.")
+	u := newUnpickler(bytes.NewReader(p.Bytes()), int64(p.Len()), "shared.pkl", "", 0)
+	u.persistentLoad = func(pid any) (any, error) {
+		return NewFileStorage("0", Float32, 4, bytes.NewReader(make([]byte, 16)), 0, byteOrder(true), "shared.pkl"), nil
+	}
+	v, err := u.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = collectModels(&File{Path: "shared.pkl"}, v, u.values)
+	if !errors.Is(err, ErrDeclaredSize) {
+		t.Errorf("error mismatch: got %v, want ErrDeclaredSize", err)
 	}
 }
