@@ -224,3 +224,32 @@ func TestOpenRejectsInflatedDeclaredSize(t *testing.T) {
 		t.Errorf("Open allocated %d bytes, want at most %d", grew, 4<<20)
 	}
 }
+
+func TestLegacyGlobalsFromEveryPickle(t *testing.T) {
+	// torch.load unpickles sys_info without restrictions, so a global
+	// hidden there must be listed and flagged too.
+	obj := newPickle().stateDict([]string{"w"}, []func(*pickleBuilder){func(p *pickleBuilder) { p.tensor("FloatStorage", "k", 4, 0, 4) }}).op(".")
+	data := legacyFile(obj, []string{"k"}, []int64{4}, [][]byte{float32Bytes(1, 2, 3, 4)})
+	info := newPickle().op("}(").str("little_endian").op("\x88u.").Bytes()
+	evil := newPickle().op("}(").str("little_endian").op("\x88").str("x").global("posix", "system").str("id").op("\x85Ru.").Bytes()
+	i := bytes.Index(data, info)
+	if i < 0 {
+		t.Fatal("sys_info pickle not found in the legacy file")
+	}
+	data = append(append(append([]byte{}, data[:i]...), evil...), data[i+len(info):]...)
+
+	f, err := OpenReaderAt("legacy.pt", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, g := range f.Globals {
+		found = found || g == "posix.system"
+	}
+	if !found {
+		t.Errorf("posix.system missing from Globals %v", f.Globals)
+	}
+	if len(f.Warnings) != 1 || !strings.Contains(f.Warnings[0], "posix.system") {
+		t.Errorf("warnings mismatch: got %q, want one naming posix.system", f.Warnings)
+	}
+}

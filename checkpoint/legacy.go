@@ -25,7 +25,9 @@ type legacyReader struct {
 	// base is known only once their root storage is located.
 	roots map[string]*Storage
 	views []legacyView
-	// globals are the module classes that 'module' persistent ids name.
+	// globals collects the globals of all five pickles, because torch.load
+	// unpickles each of them without restrictions, and the module classes
+	// that 'module' persistent ids name.
 	globals map[string]bool
 }
 
@@ -116,6 +118,9 @@ func (l *legacyReader) pickle(off int64, record string, load func(any) (any, err
 			fe.Format = FormatTorchLegacy
 		}
 		return nil, nil, 0, err
+	}
+	for g := range u.globals {
+		l.globals[g] = true
 	}
 	return v, u, u.pos, nil
 }

@@ -14,8 +14,9 @@ import (
 // Open reads the checkpoint at path. It recognises the format from the
 // content, decodes the pickled object without executing anything, and
 // locates every tensor's storage without reading the elements. The returned
-// File keeps the file open until Close. Errors are *FormatError values
-// wrapping one of the Err* kinds.
+// File keeps the file open until Close. Errors about the content are
+// *FormatError values wrapping one of the Err* kinds. A missing or
+// unreadable file yields the *fs.PathError from package os.
 func Open(path string) (*File, error) {
 	info, err := os.Stat(path)
 	if err != nil {
