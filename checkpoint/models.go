@@ -78,7 +78,9 @@ func (c *collector) seen(v any) bool {
 
 // find searches v, found at dotted path key, for models: a pickled
 // nn.Module, or a dict or list holding tensors directly. Other containers
-// are searched entry by entry.
+// are searched entry by entry. A tensor found on its own, such as the
+// whole content of torch.save(tensor), becomes a model of one tensor with
+// an empty name.
 func (c *collector) find(v any, key string, depth int) error {
 	if err := c.step(key, depth); err != nil {
 		return err

@@ -253,7 +253,7 @@ func TestUnpickleDeepNestingIsRejected(t *testing.T) {
 }
 
 func TestSharedTuplesAreSearchedOnce(t *testing.T) {
-	// t0 = (None, None); t(i+1) = (ti, ti) for 200 levels: 2^200 paths.
+	// t0 = (None,) and t(i+1) = (ti, ti) for 200 levels: 2^200 paths.
 	p := newPickle().op("N\x85q\x00")
 	for i := 0; i < 200; i++ {
 		p.op("h\x00h\x00\x86q\x00")
@@ -277,7 +277,7 @@ func TestSharedTuplesAreSearchedOnce(t *testing.T) {
 
 func TestSharedParameterDictIsBounded(t *testing.T) {
 	// 2000 modules share one _parameters dict of 200 tensors through the
-	// memo: 400,000 tensor visits from a pickle of about 40 kB. The search
+	// memo: 400,000 tensor visits from a pickle of under 200 kB. The search
 	// must stop with an error rather than copy every visit.
 	p := newPickle().global("collections", "OrderedDict").op(")R(")
 	for i := 0; i < 200; i++ {

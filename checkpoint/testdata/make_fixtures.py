@@ -1,4 +1,4 @@
-"""Write small PyTorch checkpoints and what torch says they hold.
+"""Write small PyTorch checkpoints and the tensors torch held when saving them.
 
 Usage: make_fixtures.py DIR
 
