@@ -109,8 +109,8 @@ func newOmegaBoxFigure(m *analysis.ModelReport, _ analysis.Options, tx figureTex
 		sty   draw.GlyphStyle
 		label string
 	}{
-		{deadXs, yMin, glyph(draw.CrossGlyph{}, colorVermillion, 4), "dead, ω = 0: "+countOf(dead, "channel")+" (marked on the bottom edge)"},
-		{nonFiniteXs, yMax, glyph(draw.TriangleGlyph{}, colorPurple, 4), "no finite ω: "+countOf(nonFinite, "channel")+" (marked on the top edge)"},
+		{deadXs, yMin, glyph(draw.CrossGlyph{}, colorVermillion, 4), "dead, ω = 0: " + countOf(dead, "channel") + " (marked on the bottom edge)"},
+		{nonFiniteXs, yMax, glyph(draw.TriangleGlyph{}, colorPurple, 4), "no finite ω: " + countOf(nonFinite, "channel") + " (marked on the top edge)"},
 	}
 	for _, mk := range marks {
 		pts := make(plotter.XYs, len(mk.xs))
@@ -327,9 +327,10 @@ func newOmegaHistFigure(m *analysis.ModelReport, _ analysis.Options, tx figureTe
 	}
 	one.LineStyle = line(colorBlack, 1, vg.Points(5), vg.Points(3))
 	p.Legend.Add(tx.s("|ω| = 1: Deploy and Eval steps agree"), one)
-	p.Legend.Add(tx.s("dead, ω = 0: "+countOf(dead, "channel")+" (not in the histogram)"))
-	p.Legend.Add(tx.s("no finite ω: "+countOf(nonFinite, "channel")+" (not in the histogram)"))
-	p.Legend.Top, p.Legend.Left = true, false
+	p.Legend.Add(tx.s("dead, ω = 0: " + countOf(dead, "channel") + " (not in the histogram)"))
+	p.Legend.Add(tx.s("no finite ω: " + countOf(nonFinite, "channel") + " (not in the histogram)"))
+	// The legend goes on the side away from the |ω| = 1 line.
+	p.Legend.Top, p.Legend.Left = true, -xMin > xMax
 
 	p.X.Min, p.X.Max = xMin, xMax
 	p.X.Tick.Marker = log10Ticks{}
@@ -453,8 +454,8 @@ func newGammaVarianceFigure(m *analysis.ModelReport, opts analysis.Options, tx f
 		{middle, glyph(draw.CircleGlyph{}, colorGrey, radius), fmt.Sprintf("channel, %s between the medium limits: %d", dName, len(middle))},
 		{stall, glyph(draw.SquareGlyph{}, colorBlue, radius), fmt.Sprintf("channel, %s ≤ %s (stalls): %d", dName, FormatCompact(th.StallMedium), len(stall))},
 		{over, glyph(draw.CircleGlyph{}, colorVermillion, radius), fmt.Sprintf("channel, %s ≥ %s (overshoots): %d", dName, FormatCompact(th.OvershootMedium), len(over))},
-		{deadPts, glyph(draw.CrossGlyph{}, colorVermillion, 4), "dead, γ = 0: "+countOf(len(deadPts), "channel")+" (left edge)"},
-		{noVarPts, glyph(draw.TriangleGlyph{}, colorPurple, 4), "σ²+ε ≤ 0, no ω: "+countOf(len(noVarPts), "channel")+" (bottom edge)"},
+		{deadPts, glyph(draw.CrossGlyph{}, colorVermillion, 4), "dead, γ = 0: " + countOf(len(deadPts), "channel") + " (left edge)"},
+		{noVarPts, glyph(draw.TriangleGlyph{}, colorPurple, 4), "σ²+ε ≤ 0, no ω: " + countOf(len(noVarPts), "channel") + " (bottom edge)"},
 	}
 	for _, g := range groups {
 		s, err := edgeScatter(g.pts, g.sty)

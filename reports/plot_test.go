@@ -92,8 +92,10 @@ func checkGolden(t *testing.T, name string, got []byte) {
 		t.Fatalf("compare %s: %v", name, err)
 	}
 	if !ok {
-		out := filepath.Join(t.TempDir(), name)
-		os.WriteFile(out, got, 0o644)
+		out := filepath.Join(os.TempDir(), "convbn-diag-"+name)
+		if err := os.WriteFile(out, got, 0o644); err != nil {
+			t.Log(err)
+		}
 		t.Errorf("%s differs from %s beyond delta %g; the new image is %s (run with -regen if the change is intended)", name, golden, goldenDelta, out)
 	}
 }

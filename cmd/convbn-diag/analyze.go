@@ -41,6 +41,10 @@ type analyzeOptions struct {
 	Key       string
 	Pairs     []string // CONV=BN
 	NoPair    []string
+
+	Plot       string // combined figure file, "" for none
+	PlotDir    string // folder for one file per figure, "" for none
+	PlotFormat string // format of the --plot-dir files
 }
 
 func newCmdAnalyze(s *streams, runF func(*analyzeOptions) error) *cobra.Command {
@@ -107,6 +111,7 @@ found (1 takes precedence).`,
 	f.StringVar(&opts.Key, "key", "", "analyze only the model at this `KEY` of a file holding several (for example ema)")
 	f.StringArrayVar(&opts.Pairs, "pair", nil, "force a pair `CONV=BN` by module names (repeatable)")
 	f.StringArrayVar(&opts.NoPair, "no-pair", nil, "keep the conv or BatchNorm module `NAME` unpaired (repeatable)")
+	addPlotFlags(cmd, opts)
 	return cmd
 }
 
@@ -135,6 +140,9 @@ func (o *analyzeOptions) validate() error {
 	}
 	if _, err := o.pairOptions(); err != nil {
 		return usageErrorf("%v", err)
+	}
+	if err := o.validatePlotFlags(); err != nil {
+		return err
 	}
 	if o.Output != "" && o.Output != "-" {
 		out, err := os.Stat(o.Output)
@@ -243,6 +251,9 @@ func analyzeRun(opts *analyzeOptions) error {
 
 	ropts := reports.Options{ToolVersion: version, PerChannel: opts.PerChannel, Width: opts.Width, Legend: opts.Legend}
 	if err := writeReport(opts, format, results, ropts); err != nil {
+		return &exitError{code: exitFailure, err: err}
+	}
+	if err := writePlots(opts, results); err != nil {
 		return &exitError{code: exitFailure, err: err}
 	}
 

@@ -79,6 +79,8 @@ for Adam. Nothing stored in a checkpoint is ever executed.`,
 	})
 
 	root.AddCommand(newCmdAnalyze(s, nil))
+	root.AddCommand(newCmdReport(s, nil))
+	root.AddCommand(newCmdExplain(s, nil))
 	return root
 }
 
