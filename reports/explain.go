@@ -353,7 +353,7 @@ func writeVerdict(ew *errWriter, l *analysis.Layer, opts analysis.Options) {
 
 // LayerAdvice returns plain-language sentences on what a layer's numbers
 // mean for Deploy-mode training: the typical and worst channel, the
-// flagged channels and what to do.
+// flagged channels and, for medium or high risk, what to do.
 func LayerAdvice(l *analysis.Layer, opts analysis.Options) []string {
 	opt := opts.Optimizer
 	s := &l.Stats
@@ -371,6 +371,9 @@ func LayerAdvice(l *analysis.Layer, opts analysis.Options) []string {
 	}
 	if flags := FlaggedChannels(l); flags != "" {
 		out = append(out, "Flagged channels: "+flags+".")
+	}
+	if l.Risk.Level.Rank() < analysis.LevelMedium.Rank() {
+		return out
 	}
 	switch l.Risk.Side {
 	case analysis.SideOvershoot, analysis.SideBoth:

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/plot/vg"
+
 	"github.com/convbn-diag/convbn-diag/analysis"
 )
 
@@ -27,7 +29,9 @@ h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
 h3 { font-size: 1.1rem; margin-top: 1.6rem; }
 .meta { color: #555; }
 .summary { background: #f3f6fa; border-left: 4px solid #0072b2; padding: 0.6rem 1rem; }
-figure { margin: 1.2rem 0; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(34rem, 1fr)); gap: 1rem 2rem; }
+.figures figure.wide { grid-column: 1 / -1; }
+figure { margin: 0.6rem 0; }
 figure svg { width: 100%; max-width: 62rem; height: auto; display: block; }
 figcaption { color: #444; font-size: 0.92rem; max-width: 60rem; }
 table { border-collapse: collapse; font-size: 0.86rem; margin: 0.8rem 0; }
@@ -192,6 +196,7 @@ func writeHTMLFigures(ew *errWriter, m *analysis.ModelReport, opts analysis.Opti
 		return err
 	}
 	ew.println("<h3>Figures</h3>")
+	ew.println(`<div class="figures">`)
 	for _, fig := range figs {
 		var buf bytes.Buffer
 		if err := WriteFigure(&buf, fig, "svg"); err != nil {
@@ -201,11 +206,16 @@ func writeHTMLFigures(ew *errWriter, m *analysis.ModelReport, opts analysis.Opti
 		if err != nil {
 			return fmt.Errorf("figure %s: %w", fig.Name, err)
 		}
-		ew.println(fmt.Sprintf(`<figure id="figure-%s">`, fig.Name))
+		class := ""
+		if fig.Width > 8*vg.Inch {
+			class = ` class="wide"`
+		}
+		ew.println(fmt.Sprintf(`<figure id="figure-%s"%s>`, fig.Name, class))
 		ew.print(svg)
 		ew.println("<figcaption>" + html.EscapeString(figureCaptions[fig.Name]) + "</figcaption>")
 		ew.println("</figure>")
 	}
+	ew.println("</div>")
 	return nil
 }
 

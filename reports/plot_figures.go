@@ -186,9 +186,21 @@ func newDistortionFigure(m *analysis.ModelReport, opts analysis.Options, tx figu
 		{th.StallMedium, "stall", "medium", "≤"},
 		{th.StallHigh, "stall", "high", "≤"},
 	}
+	// The limits' labels sit in a margin right of the last layer, which
+	// the x range is widened by, so that they never cover data.
+	labelText := make([]string, len(limits))
+	labelW := vg.Length(0)
+	for i, lim := range limits {
+		labelText[i] = tx.s(fmt.Sprintf("%s %s: %s D %s %s", lim.side, lim.level, sideStat(lim.side), lim.cmp, FormatCompact(lim.value)))
+		labelW = max(labelW, labelStyle(8, colorBlack).Width(labelText[i])+vg.Points(8))
+	}
+	plotW := width - 1.2*vg.Inch
+	xEnd := float64(n) - 0.3
+	xMax := xEnd + (xEnd+0.7)*float64(labelW)/float64(plotW-labelW)
+
 	var labels plotter.XYLabels
 	var styles []text.Style
-	for _, lim := range limits {
+	for i, lim := range limits {
 		c := colorVermillion
 		if lim.side == "stall" {
 			c = colorPurple
@@ -201,14 +213,14 @@ func newDistortionFigure(m *analysis.ModelReport, opts analysis.Options, tx figu
 			dashes = []vg.Length{vg.Points(1.5), vg.Points(3)}
 		}
 		y := math.Log10(lim.value)
-		l, err := plotter.NewLine(plotter.XYs{{X: -0.7, Y: y}, {X: float64(n) - 0.3, Y: y}})
+		l, err := plotter.NewLine(plotter.XYs{{X: -0.7, Y: y}, {X: xMax, Y: y}})
 		if err != nil {
 			return Figure{}, err
 		}
 		l.LineStyle = line(c, 1, dashes...)
 		p.Add(l)
-		labels.XYs = append(labels.XYs, plotter.XY{X: float64(n) - 0.3, Y: y})
-		labels.Labels = append(labels.Labels, tx.s(fmt.Sprintf("%s %s: %s D %s %s ", lim.side, lim.level, sideStat(lim.side), lim.cmp, FormatCompact(lim.value))))
+		labels.XYs = append(labels.XYs, plotter.XY{X: xMax, Y: y})
+		labels.Labels = append(labels.Labels, labelText[i])
 		sty := labelStyle(8, c)
 		sty.XAlign = draw.XRight
 		sty.YAlign = draw.YBottom
@@ -256,7 +268,7 @@ func newDistortionFigure(m *analysis.ModelReport, opts analysis.Options, tx figu
 	p.Legend.Top, p.Legend.Left = true, true
 	p.Legend.YOffs = -vg.Points(8)
 
-	p.X.Min, p.X.Max = -0.7, float64(n)-0.3
+	p.X.Min, p.X.Max = -0.7, xMax
 	p.X.Tick.Marker = layerTicks{n: n}
 	p.Y.Min, p.Y.Max = yMin, yMax
 	p.Y.Tick.Marker = log10Ticks{}
