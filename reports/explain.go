@@ -186,7 +186,7 @@ func writeExplainHeading(ew *errWriter, file string, l *analysis.Layer) {
 	ew.println("  Notation: s = 1/√(σ²+ε), ω = γ·s, W'_c = ω·W_c, b'_c = β + ω(b − μ); η is the learning rate.")
 }
 
-// EpsSourceText says in words where a layer's ε came from.
+// EpsSourceText returns a phrase naming where a layer's ε came from.
 func EpsSourceText(src convbn.Source) string {
 	switch src {
 	case convbn.SourceFile:
@@ -301,7 +301,7 @@ func operand(x float64) string {
 	return ExplainNumber(x)
 }
 
-// omegaCause says whether γ or the variance makes |ω| far from 1.
+// omegaCause returns whether γ or the variance makes |ω| far from 1.
 func omegaCause(ch *analysis.Channel) string {
 	g, v := ch.LogAbsGamma/math.Ln10, ch.LogInvStd/math.Ln10
 	total := g + v
@@ -321,7 +321,7 @@ func omegaCause(ch *analysis.Channel) string {
 	return "γ and the running variance both make |ω| " + size
 }
 
-// stepComparison says in words how a Deploy step compares with an Eval
+// stepComparison returns a phrase comparing a Deploy step with an Eval
 // step for distortion d.
 func stepComparison(d float64) string {
 	switch {

@@ -21,14 +21,14 @@ type MemoryInput struct {
 	Stride, Padding []int
 }
 
-// MemoryEstimate is what one training step saves for the backward pass of
-// a ConvBN block in each mode: Eval keeps the conv input X and output Y,
-// Tune X and the fused weight W', Deploy only X.
+// MemoryEstimate is the memory one training step saves for the backward
+// pass of a ConvBN block in each mode. Eval keeps the conv input X and
+// output Y, Tune keeps X and the fused weight W', and Deploy only X.
 type MemoryEstimate struct {
 	InputShape, OutputShape [4]int // N, C, H, W
 	Stride, Padding         [2]int
 	Dilation                [2]int
-	// Geometry says where Stride, Padding and Dilation came from.
+	// Geometry names where Stride, Padding and Dilation came from.
 	Geometry string
 
 	InputElements, OutputElements, WeightElements int64

@@ -48,11 +48,12 @@ dl.legend dd { margin-left: 6.5rem; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
 `
 
-// WriteHTML renders f as one self-contained HTML page: the summary, the
-// figures as inline SVG, the layer table with each layer's index and ε
-// source, a plain-language explanation of every medium or high risk or
-// flagged layer, and the leftovers of pair discovery. The page references
-// no file, script, style sheet, font or image outside itself.
+// WriteHTML renders f as one self-contained HTML page. Per model it has
+// the summary, the figures as inline SVG and the layer table with each
+// layer's index and ε source. A plain-language explanation follows for
+// every layer of medium or high risk or with flagged channels, then the
+// leftovers of pair discovery. The page references no file, script,
+// style sheet, font or image outside itself.
 func WriteHTML(w io.Writer, f *analysis.FileReport, opts HTMLOptions) error {
 	ew := &errWriter{w: w}
 	esc := html.EscapeString

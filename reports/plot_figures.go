@@ -35,8 +35,8 @@ func valueRange(lo, hi, minSpan, pad float64) (float64, float64) {
 	return lo, hi + legendRoom*(hi-lo)
 }
 
-// edgePoints returns a scatter of points at the given x values and the
-// fixed y (or, with xs and ys swapped by the caller, the fixed x).
+// edgeScatter returns a scatter of pts drawn with sty, for the marks that
+// callers place on an axis edge.
 func edgeScatter(pts plotter.XYs, sty draw.GlyphStyle) (*plotter.Scatter, error) {
 	s, err := plotter.NewScatter(pts)
 	if err != nil {

@@ -248,3 +248,16 @@ func TestReportRendersInChromium(t *testing.T) {
 		t.Errorf("the check accepted a report without figures")
 	}
 }
+
+func TestPlotPrefix(t *testing.T) {
+	cases := []struct{ path, key, want string }{
+		{"/x/resnet20.th", "", "resnet20-"},
+		{"runs/last.pt", "ema", "last-ema-"},
+		{"a b/c d.pth", "model/state", "c_d-model_state-"},
+	}
+	for _, c := range cases {
+		if got := plotPrefix(c.path, c.key); got != c.want {
+			t.Errorf("plotPrefix(%q, %q) = %q, want %q", c.path, c.key, got, c.want)
+		}
+	}
+}
