@@ -226,7 +226,7 @@ func TestPDFLabelsSpellGreek(t *testing.T) {
 	}
 	for _, f := range figs {
 		for _, s := range []string{f.Plot.Title.Text, f.Plot.X.Label.Text, f.Plot.Y.Label.Text} {
-			if strings.ContainsAny(s, "ωγσε−≥≤∞") {
+			if strings.ContainsAny(s, "ωγσε−≥≤∞√≠") {
 				t.Errorf("%s: PDF label %q has a character outside code page 1252", f.Name, s)
 			}
 		}

@@ -39,7 +39,7 @@ func newFigureText(format string) figureText {
 // encoding of gonum/plot's PDF backend, lacks.
 var plainReplacer = strings.NewReplacer(
 	"ω", "omega", "γ", "gamma", "σ", "sigma", "ε", "eps", "μ", "mu",
-	"−", "-", "≥", ">=", "≤", "<=", "∞", "inf", "₁₀", "10", "‖", "||", "→", "->", "…", "...",
+	"−", "-", "≥", ">=", "≤", "<=", "∞", "inf", "₁₀", "10", "‖", "||", "→", "->", "…", "...", "√", "sqrt", "≠", "!=", "≈", "~",
 )
 
 // s returns label in the spelling of the output format.
