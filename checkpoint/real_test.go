@@ -2,6 +2,9 @@ package checkpoint
 
 import (
 	"errors"
+	"os"
+	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -244,6 +247,18 @@ func TestYOLOv5ModuleTree(t *testing.T) {
 		t.Errorf("model children mismatch")
 	}
 
+	if !sort.StringsAreSorted(f.Globals) {
+		t.Errorf("Globals are not sorted: %v", f.Globals)
+	}
+	for i := 1; i < len(f.Globals); i++ {
+		if f.Globals[i] == f.Globals[i-1] {
+			t.Errorf("Globals list %s twice", f.Globals[i])
+		}
+	}
+	if want := pythonGlobals(t, f.Path); strings.Join(f.Globals, " ") != strings.Join(want, " ") {
+		t.Errorf("Globals mismatch:\ngot  %v\nwant %v", f.Globals, want)
+	}
+
 	kinds := map[string]GlobalKind{}
 	for _, g := range f.Globals {
 		kinds[g] = ClassifyGlobal(g)
@@ -305,4 +320,30 @@ func TestOpenRecognisedUnsupportedFormats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pythonGlobals lists the GLOBAL opcodes of a zip checkpoint's data.pkl
+// as Python's pickletools decodes them, sorted and unique.
+func pythonGlobals(t *testing.T, path string) []string {
+	t.Helper()
+	const script = `
+import pickletools, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+data = z.read([n for n in z.namelist() if n.endswith("/data.pkl")][0])
+names = set()
+for op, arg, pos in pickletools.genops(data):
+    if op.name == "GLOBAL":
+        names.add(arg.replace(" ", "."))
+    elif op.name == "STACK_GLOBAL":
+        raise SystemExit("STACK_GLOBAL is not handled by this check")
+print(" ".join(sorted(names)))
+`
+	out, err := exec.Command(torchPython, "-c", script, path).Output()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s failed: %v", torchPython, err)
+		}
+		t.Skipf("%s failed (%v); skipping the globals comparison", torchPython, err)
+	}
+	return strings.Fields(string(out))
 }
