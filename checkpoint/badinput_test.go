@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -251,5 +252,37 @@ func TestLegacyGlobalsFromEveryPickle(t *testing.T) {
 	}
 	if len(f.Warnings) != 1 || !strings.Contains(f.Warnings[0], "posix.system") {
 		t.Errorf("warnings mismatch: got %q, want one naming posix.system", f.Warnings)
+	}
+}
+
+func TestOpenLegacyBigEndian(t *testing.T) {
+	// sys_info's little_endian=False makes both the element counts and the
+	// data big-endian.
+	obj := newPickle().stateDict([]string{"w"}, []func(*pickleBuilder){func(p *pickleBuilder) { p.tensor("DoubleStorage", "k", 3, 1, 2) }}).op(".")
+	little := legacyFile(obj, []string{"k"}, []int64{3}, [][]byte{make([]byte, 24)})
+	info := newPickle().op("}(").str("little_endian").op("\x88u.").Bytes()
+	i := bytes.Index(little, info)
+	if i < 0 {
+		t.Fatal("sys_info pickle not found in the legacy file")
+	}
+	var data []byte
+	data = append(data, little[:i]...)
+	data = append(data, newPickle().op("}(").str("little_endian").op("\x89u.").Bytes()...)
+	data = append(data, little[i+len(info):len(little)-8-24]...)
+	data = binary.BigEndian.AppendUint64(data, 3)
+	for _, v := range []float64{1.5, -2.25, 1e300} {
+		data = binary.BigEndian.AppendUint64(data, math.Float64bits(v))
+	}
+
+	f, err := OpenReaderAt("big.pt", bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	values, err := f.Models[0].Tensors[0].Float64s()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(values) != 2 || values[0] != -2.25 || values[1] != 1e300 {
+		t.Errorf("values mismatch: got %v, want [-2.25 1e+300]", values)
 	}
 }
