@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,15 @@ type analyzeOptions struct {
 	Key       string
 	Pairs     []string // CONV=BN
 	NoPair    []string
+
+	// Jobs is the number of files analyzed at the same time; 0 means
+	// GOMAXPROCS.
+	Jobs int
+	// Quiet turns the progress bars off.
+	Quiet bool
+	// progressMinBytes, when positive, replaces the file size from which a
+	// progress bar is drawn; tests lower it.
+	progressMinBytes int64
 
 	Plot       string // combined figure file, "" for none
 	PlotDir    string // folder for one file per figure, "" for none
@@ -81,7 +91,10 @@ found (1 takes precedence).`,
   convbn-diag analyze --optimizer adam --fail-on high model.pt
 
   # A checkpoint with "model" and "ema", analyzing only the EMA weights:
-  convbn-diag analyze --key ema last.pt`,
+  convbn-diag analyze --key ema last.pt
+
+  # Several files, four at a time, reported in argument order:
+  convbn-diag analyze --jobs 4 -f csv runs/*/best.pt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Files = args
 			opts.EpsSet = cmd.Flags().Changed("eps")
@@ -111,6 +124,8 @@ found (1 takes precedence).`,
 	f.StringVar(&opts.Key, "key", "", "analyze only the model at this `KEY` of a file holding several (for example ema)")
 	f.StringArrayVar(&opts.Pairs, "pair", nil, "force a pair `CONV=BN` by module names (repeatable)")
 	f.StringArrayVar(&opts.NoPair, "no-pair", nil, "keep the conv or BatchNorm module `NAME` unpaired (repeatable)")
+	f.IntVarP(&opts.Jobs, "jobs", "j", runtime.GOMAXPROCS(0), "analyze up to `N` files at the same time (0: one per CPU); results keep the argument order")
+	f.BoolVarP(&opts.Quiet, "quiet", "q", false, "draw no progress bar (bars appear only on a terminal, for files of 50 MB or more)")
 	addPlotFlags(cmd, opts)
 	return cmd
 }
@@ -134,6 +149,9 @@ func (o *analyzeOptions) validate() error {
 	}
 	if o.EpsSet && !(o.Eps > 0) {
 		return usageErrorf("--eps: invalid value %g: ε must be positive", o.Eps)
+	}
+	if o.Jobs < 0 {
+		return usageErrorf("--jobs: invalid value %d: use 1 or more, or 0 for one per CPU", o.Jobs)
 	}
 	if o.Width < 40 {
 		return usageErrorf("--width: invalid value %d: use at least 40", o.Width)
@@ -236,14 +254,13 @@ func analyzeRun(opts *analyzeOptions) error {
 	if opts.Example != "" {
 		sources = []string{opts.Example}
 	}
-	for _, src := range sources {
-		fr, err := analyzeSource(opts, src, popts, aopts)
-		if err != nil {
+	for _, r := range analyzeSources(opts, sources, popts, aopts) {
+		if r.err != nil {
 			failed = true
-			fmt.Fprintf(opts.IO.ErrOut, "convbn-diag: %v\n", err)
+			fmt.Fprintf(opts.IO.ErrOut, "convbn-diag: %v\n", r.err)
 			continue
 		}
-		results = append(results, fr)
+		results = append(results, r.report)
 	}
 	if len(results) == 0 {
 		return silentExit(exitFailure)
@@ -265,37 +282,6 @@ func analyzeRun(opts *analyzeOptions) error {
 		return silentExit(exitRiskSeen)
 	}
 	return nil
-}
-
-// analyzeSource opens one checkpoint (or embedded example), finds its pairs
-// and analyzes them.
-func analyzeSource(opts *analyzeOptions, src string, popts convbn.Options, aopts analysis.Options) (*analysis.FileReport, error) {
-	var (
-		f   *checkpoint.File
-		err error
-	)
-	if opts.Example != "" {
-		f, err = examples.Open(src)
-	} else {
-		f, err = checkpoint.Open(src)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-
-	if err := selectModel(f, opts.Key); err != nil {
-		return nil, err
-	}
-	results := make([]convbn.Result, len(f.Models))
-	for i, m := range f.Models {
-		r, err := convbn.FindPairs(m, f.Metadata, popts)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		results[i] = *r
-	}
-	return analysis.AnalyzeFile(f, results, aopts)
 }
 
 // selectModel keeps only the model at key in f, when key is set.
