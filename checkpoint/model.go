@@ -102,6 +102,9 @@ type Model struct {
 	// StrippedPrefix is the prefix removed from every tensor name, such as
 	// "module." (DataParallel), or "" when none was.
 	StrippedPrefix string
+	// Graph is the computation graph of an ONNX model, whose initializers
+	// are Tensors; nil for other formats.
+	Graph *Graph
 }
 
 // File is an opened checkpoint. Close releases the underlying file.

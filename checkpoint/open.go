@@ -57,7 +57,22 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 	var obj any
 	var u *unpickler
 	switch format {
+	case FormatSafetensors:
+		return openSafetensors(name, r, size)
+	case FormatONNX:
+		return openONNX(name, r, size)
 	case FormatTorchZip:
+		if isTorchScriptZip(r, size) {
+			f, u, err := openTorchScript(name, r, size)
+			if err != nil {
+				return nil, err
+			}
+			warnings := f.Warnings
+			f.Warnings = nil
+			recordGlobals(f, u)
+			f.Warnings = append(f.Warnings, warnings...)
+			return f, nil
+		}
 		obj, u, err = openZip(name, r, size)
 	case FormatTorchLegacy:
 		obj, u, err = openLegacy(name, r, size)
@@ -67,6 +82,16 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 	}
 
 	f := &File{Path: name, Format: format}
+	recordGlobals(f, u)
+	if err := collectModels(f, obj, u.values); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// recordGlobals lists the globals the pickle referenced in f.Globals and
+// warns about those that can run code under torch.load.
+func recordGlobals(f *File, u *unpickler) {
 	for g := range u.globals {
 		f.Globals = append(f.Globals, g)
 	}
@@ -76,10 +101,6 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 			f.Warnings = append(f.Warnings, fmt.Sprintf("file references %s, which can run code when loaded with torch.load; convbn-diag read it without executing anything", g))
 		}
 	}
-	if err := collectModels(f, obj, u.values); err != nil {
-		return nil, err
-	}
-	return f, nil
 }
 
 // Close closes the file that Open opened. It is a no-op for a File from
@@ -108,13 +129,11 @@ func sniff(name string, head []byte, size int64) (Format, error) {
 	case isHTML(head):
 		return "", newError(name, ErrHTMLPage, "file is a web page (HTML), probably a failed download or a login page; download the checkpoint again from its direct link")
 	case isSafetensors(head, size):
-		return "", &FormatError{Path: name, Format: FormatSafetensors, Offset: -1, Err: ErrUnsupportedFormat,
-			Reason: "file is a safetensors file, which this reader recognises but does not support yet"}
+		return FormatSafetensors, nil
 	case isONNX(head):
-		return "", &FormatError{Path: name, Format: FormatONNX, Offset: -1, Err: ErrUnsupportedFormat,
-			Reason: "file is an ONNX model, which this reader recognises but does not support yet"}
+		return FormatONNX, nil
 	}
-	return "", newError(name, ErrUnknownFormat, "unknown file format (first bytes %q); convbn-diag reads files written by torch.save", truncateText(string(head[:min(len(head), 16)])))
+	return "", newError(name, ErrUnknownFormat, "unknown file format (first bytes %q); convbn-diag reads PyTorch (torch.save, torch.jit.save), safetensors and ONNX files", truncateText(string(head[:min(len(head), 16)])))
 }
 
 // isHTML reports whether head starts like an HTML document.
@@ -131,13 +150,15 @@ func isHTML(head []byte) bool {
 }
 
 // isSafetensors reports whether head starts with a safetensors header: a
-// little-endian uint64 length followed by a JSON object.
-func isSafetensors(head []byte, size int64) bool {
+// little-endian uint64 length followed by a JSON object. The length is not
+// checked against size here, so that openSafetensors can report a header
+// that reaches beyond the file instead of an unknown format.
+func isSafetensors(head []byte, _ int64) bool {
 	if len(head) < 9 {
 		return false
 	}
 	n := binary.LittleEndian.Uint64(head)
-	return n >= 2 && n <= uint64(size-8) && head[8] == '{'
+	return n >= 2 && head[8] == '{'
 }
 
 // isONNX reports whether head starts like an ONNX ModelProto: field 1

@@ -1,0 +1,230 @@
+package checkpoint
+
+import (
+	"archive/zip"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// torchScriptClassPrefix starts the class names of every module and object
+// that torch.jit.save pickles into data.pkl.
+const torchScriptClassPrefix = "__torch__."
+
+// isTorchScriptZip reports whether a zip archive is a TorchScript archive
+// (torch.jit.save): it has code/ entries or constants.pkl beside data.pkl.
+func isTorchScriptZip(r io.ReaderAt, size int64) bool {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return false
+	}
+	for _, f := range zr.File {
+		i := strings.IndexByte(f.Name, '/')
+		if i < 0 {
+			continue
+		}
+		rest := f.Name[i+1:]
+		if strings.HasPrefix(rest, "code/") || rest == "constants.pkl" {
+			return true
+		}
+	}
+	return false
+}
+
+// openTorchScript reads a TorchScript archive. Its data.pkl pickles the
+// scripted module tree: each module is a __torch__.* object whose state is
+// an attribute dict holding submodules, tensors and plain values. Settings
+// declared as Final constants (BatchNorm eps, conv groups and stride) live
+// only in the class code under code/, which is parsed as text for them.
+func openTorchScript(path string, r io.ReaderAt, size int64) (*File, *unpickler, error) {
+	zr, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Offset: -1, Err: ErrTruncated,
+			Reason: fmt.Sprintf("truncated or damaged zip archive (%v); copy or download the file again", err)}
+	}
+	z := &zipReader{path: path, r: r, size: size, entries: make(map[string]*zip.File), storages: make(map[string]*Storage), little: true}
+	for _, f := range zr.File {
+		z.entries[f.Name] = f
+	}
+	pkl, ok := z.findDataPickle()
+	if !ok {
+		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Offset: -1, Err: ErrMissingRecord,
+			Reason: "TorchScript archive has no single <root>/data.pkl record; the file is incomplete or was repacked"}
+	}
+	relabel := func(err error) error {
+		if fe, ok := err.(*FormatError); ok {
+			fe.Format = FormatTorchScript
+		}
+		return err
+	}
+	if err := z.readByteOrder(); err != nil {
+		return nil, nil, relabel(err)
+	}
+	if pkl.UncompressedSize64 > maxPickleSize {
+		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Record: pkl.Name, Offset: -1, Err: ErrDeclaredSize,
+			Reason: fmt.Sprintf("data.pkl declares %d bytes, more than the limit of %d", pkl.UncompressedSize64, maxPickleSize)}
+	}
+	rc, err := pkl.Open()
+	if err != nil {
+		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Record: pkl.Name, Offset: -1, Err: ErrTruncated,
+			Reason: fmt.Sprintf("cannot open the record: %v", err)}
+	}
+	defer rc.Close()
+	u := newUnpickler(rc, int64(pkl.UncompressedSize64), path, pkl.Name, 0)
+	u.persistentLoad = z.persistentLoad
+	obj, err := u.load()
+	if err != nil {
+		return nil, nil, relabel(err)
+	}
+
+	f := &File{Path: path, Format: FormatTorchScript}
+	classes, err := readTorchScriptCode(z, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	root, ok := obj.(*pyObject)
+	if !ok || !isTorchScriptModule(root) {
+		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Record: pkl.Name, Offset: -1, Err: ErrMalformed,
+			Reason: fmt.Sprintf("data.pkl holds %s, not a scripted module (a %s* object with an attribute dict)", typeName(obj), torchScriptClassPrefix)}
+	}
+	b := &torchScriptBuilder{f: f, classes: classes, visited: map[*pyObject]bool{}, maxSteps: stepsPerValue*u.values + 1024}
+	m := &Model{}
+	mod, err := b.module(m, root, "", 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.Root = mod
+	if len(m.Tensors) > 0 {
+		f.Models = append(f.Models, m)
+	}
+	for _, class := range slices.Sorted(maps.Keys(b.missingCode)) {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("class %s has no code record, so its Final constants (eps, groups, stride) are unknown and defaults apply", class))
+	}
+	return f, u, nil
+}
+
+// isTorchScriptModule reports whether o is a scripted object with an
+// attribute dict.
+func isTorchScriptModule(o *pyObject) bool {
+	return strings.HasPrefix(o.ClassName(), torchScriptClassPrefix) && o.StateDict() != nil
+}
+
+// torchScriptBuilder turns the unpickled objects into a Module tree.
+type torchScriptBuilder struct {
+	f           *File
+	classes     map[string]*torchScriptClass
+	visited     map[*pyObject]bool
+	missingCode map[string]bool
+	steps       int
+	maxSteps    int
+}
+
+// module builds the Module for the scripted object o at dotted path name
+// and appends its tensors to m: its own parameters and buffers first, then
+// each submodule's, as state_dict orders them.
+func (b *torchScriptBuilder) module(m *Model, o *pyObject, name string, depth int) (*Module, error) {
+	b.steps++
+	if depth > maxNesting || b.steps > b.maxSteps {
+		return nil, &FormatError{Path: b.f.Path, Format: FormatTorchScript, Offset: -1, Tensor: name, Err: ErrDeclaredSize,
+			Reason: fmt.Sprintf("module tree is deeper than %d levels or larger than the pickle allows; the file is not a scripted model", maxNesting)}
+	}
+	b.visited[o] = true
+	class := o.ClassName()
+	mod := &Module{Name: name, Class: class, Attrs: map[string]any{}}
+	info := b.classes[class]
+	if info == nil {
+		if b.missingCode == nil {
+			b.missingCode = map[string]bool{}
+		}
+		b.missingCode[class] = true
+	}
+
+	state := o.StateDict()
+	type child struct {
+		name string
+		obj  *pyObject
+	}
+	var children []child
+	for i, k := range state.Keys {
+		key, ok := k.(string)
+		if !ok {
+			continue
+		}
+		full := joinName(name, key)
+		switch v := state.Values[i].(type) {
+		case *Tensor:
+			tc := *v
+			tc.Name = full
+			m.Tensors = append(m.Tensors, &tc)
+			mod.Params = append(mod.Params, Param{Short: key, Full: full})
+		case *quantizedTensor:
+			b.f.Warnings = append(b.f.Warnings, fmt.Sprintf("skipped quantized tensor %s (%s, %s): quantized weights are not analyzed", full, v.Tensor.DType, v.Scheme))
+			mod.Params = append(mod.Params, Param{Short: key})
+		case *pyObject:
+			switch {
+			case b.visited[v]:
+				// A module shared under two names is listed once, as
+				// state_dict does.
+			case isTorchScriptModule(v):
+				children = append(children, child{key, v})
+			default:
+				b.skipObject(v, full)
+			}
+		case nil:
+			if info != nil && info.declares(key) {
+				mod.Params = append(mod.Params, Param{Short: key})
+			} else {
+				mod.Attrs[key] = nil
+			}
+		default:
+			if a, ok := plainAttr(v, 0); ok {
+				mod.Attrs[key] = a
+			}
+		}
+	}
+	if info != nil {
+		for k, v := range info.constants {
+			if _, ok := mod.Attrs[k]; !ok {
+				mod.Attrs[k] = v
+			}
+		}
+	}
+	for _, c := range children {
+		ch, err := b.module(m, c.obj, joinName(name, c.name), depth+1)
+		if err != nil {
+			return nil, err
+		}
+		mod.Children = append(mod.Children, ch)
+	}
+	return mod, nil
+}
+
+// skipObject records a warning for a scripted object that is not a module
+// with an attribute dict, such as quantized LinearPackedParams, whose
+// state is a tuple holding the packed weight.
+func (b *torchScriptBuilder) skipObject(o *pyObject, name string) {
+	quantized := 0
+	var count func(v any, depth int)
+	count = func(v any, depth int) {
+		if depth > 4 {
+			return
+		}
+		switch t := v.(type) {
+		case *quantizedTensor:
+			quantized++
+		case pyTuple:
+			for _, item := range t {
+				count(item, depth+1)
+			}
+		}
+	}
+	count(o.State, 0)
+	for _, a := range o.Args {
+		count(a, 1)
+	}
+	if quantized > 0 {
+		b.f.Warnings = append(b.f.Warnings, fmt.Sprintf("skipped %s (%s): quantized packed parameters (%d quantized tensors) are not analyzed", name, o.ClassName(), quantized))
+	}
+}
