@@ -12,8 +12,10 @@ import (
 
 // FindPairs finds the foldable Conv→BatchNorm pairs of one model.
 //
-// Evidence is used strongest first, and a module decided by stronger
-// evidence is not reconsidered by weaker evidence:
+// For an ONNX model (m.Graph set), pairs follow the graph's edges alone,
+// after opts.Pairs and opts.NoPair; see findGraphPairs. Otherwise evidence
+// is used strongest first, and a module decided by stronger evidence is not
+// reconsidered by weaker evidence:
 //
 //  1. opts.Pairs and opts.NoPair (--pair, --no-pair);
 //  2. the module tree of a pickled nn.Module (m.Root), where class names
@@ -42,6 +44,11 @@ func FindPairs(m *checkpoint.Model, metadata map[string]string, opts Options) (*
 	label := "model"
 	if m.Key != "" {
 		label = fmt.Sprintf("model %q", m.Key)
+	}
+	if m.Graph != nil {
+		// An ONNX graph states which node consumes which output, which
+		// settles every pair, so the weaker rules below never run.
+		return findGraphPairs(m, opts, label)
 	}
 
 	idx := indexLayers(m)
