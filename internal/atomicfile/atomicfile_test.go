@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -55,5 +57,62 @@ func TestWriteFailureKeepsOldFile(t *testing.T) {
 	got, _ := os.ReadFile(path)
 	if string(got) != "old" {
 		t.Errorf("existing file changed to %q after a failed write", got)
+	}
+}
+
+func TestWriteIntoNamedPipe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(path)
+		got <- string(b)
+	}()
+	err := Write(path, func(w io.Writer) error {
+		_, err := io.WriteString(w, "report\n")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if s := <-got; s != "report\n" {
+		t.Errorf("pipe reader got %q, want %q", s, "report\n")
+	}
+	info, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("%s is no longer a named pipe: mode %v", path, info.Mode())
+	}
+}
+
+func TestWriteIntoDevNull(t *testing.T) {
+	err := Write(os.DevNull, func(w io.Writer) error {
+		_, err := io.WriteString(w, "discarded")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Write to %s: %v", os.DevNull, err)
+	}
+	info, err := os.Stat(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("%s is no longer a device: mode %v", os.DevNull, info.Mode())
+	}
+}
+
+func TestWriteMissingFolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing", "out.json")
+	err := Write(path, func(w io.Writer) error { return nil })
+	if err == nil {
+		t.Fatal("Write into a missing folder succeeded")
+	}
+	if !strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), ".tmp-") {
+		t.Errorf("error %q should say the folder does not exist without naming the temporary file", err)
 	}
 }
