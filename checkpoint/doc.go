@@ -2,10 +2,11 @@
 // stored in them.
 //
 // Open recognises the format from the file's content. It reads PyTorch zip
-// archives (torch.save since 1.6) and legacy PyTorch pickles (torch.save
-// before 1.6, including the oldest _rebuild_tensor encoding). It recognises
-// TorchScript archives, safetensors and ONNX files and rejects them with
-// ErrUnsupportedFormat for now.
+// archives (torch.save since 1.6), legacy PyTorch pickles (torch.save
+// before 1.6, including the oldest _rebuild_tensor encoding), TorchScript
+// archives (torch.jit.save), safetensors files and ONNX models. An ONNX
+// model's graph is kept in Model.Graph; a TorchScript archive's scripted
+// modules form Model.Root.
 //
 // A restricted unpickler maps every global a pickle references to an inert
 // record, so nothing is imported or called. Every length a file declares is

@@ -21,7 +21,8 @@ var (
 	// ErrUnknownFormat means the content matches no format Open recognises.
 	ErrUnknownFormat = errors.New("unknown file format")
 	// ErrUnsupportedFormat means the format was recognised but this reader
-	// cannot load it yet (TorchScript, safetensors, ONNX, legacy tar).
+	// cannot load it: the legacy tar format, ONNX external data, or ONNX
+	// files over 2 GiB.
 	ErrUnsupportedFormat = errors.New("format recognised but not supported by this reader")
 	// ErrTruncated means the file ends before a structure it declares.
 	ErrTruncated = errors.New("file is truncated or damaged")
