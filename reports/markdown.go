@@ -25,18 +25,22 @@ func WriteMarkdown(w io.Writer, files []*analysis.FileReport, opts Options) erro
 			ew.println("")
 		}
 		for _, m := range f.Models {
-			writeMarkdownModel(ew, m, opt)
+			writeMarkdownModel(ew, m, opt, opts.PerChannel)
 		}
 	}
 	ew.println("Columns:")
 	ew.println("")
-	for _, c := range layerColumns(opt) {
+	cols := layerColumns(opt)
+	if opts.PerChannel {
+		cols = channelColumns()
+	}
+	for _, c := range cols {
 		ew.println(fmt.Sprintf("- **%s**: %s", markdownText(c.Header), markdownText(c.Legend)))
 	}
 	return ew.err
 }
 
-func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Optimizer) {
+func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Optimizer, perChannel bool) {
 	heading := "### model "
 	if m.Key != "" {
 		heading += "`" + m.Key + "`"
@@ -51,6 +55,8 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 
 	if len(m.Layers) == 0 {
 		ew.println("No Conv→BatchNorm pairs found.")
+	} else if perChannel {
+		NewChannelTable(m).writeMarkdown(ew)
 	} else {
 		NewLayerTable(m, opt).writeMarkdown(ew)
 	}

@@ -61,6 +61,62 @@ func NewLayerTable(m *analysis.ModelReport, opt analysis.Optimizer) *Table {
 	return t
 }
 
+// NewChannelTable returns one row per output channel of every layer of m,
+// in network order. The weight-norm columns are "-" when the analysis did
+// not compute weight norms.
+func NewChannelTable(m *analysis.ModelReport) *Table {
+	t := &Table{Columns: channelColumns()}
+	for _, l := range m.Layers {
+		for i := range l.Channels {
+			c := &l.Channels[i]
+			norm, fused := "-", "-"
+			if c.HasWeightNorms {
+				norm, fused = FormatCompact(c.WeightNorm), FormatCompact(c.FusedWeightNorm)
+			}
+			flags := make([]string, len(c.Flags))
+			for j, f := range c.Flags {
+				flags[j] = string(f)
+			}
+			t.Rows = append(t.Rows, []string{
+				l.Conv,
+				strconv.Itoa(c.Index),
+				FormatCompact(c.Gamma),
+				FormatCompact(c.RunningVar),
+				FormatCompact(c.Omega),
+				FormatCompact(c.DistortionSGD),
+				FormatCompact(c.DistortionAdam),
+				norm,
+				fused,
+				FormatCompact(c.FusedBias),
+				strings.Join(flags, ","),
+			})
+		}
+	}
+	return t
+}
+
+func channelColumns() []Column {
+	return []Column{
+		{Header: "layer", Align: AlignLeft, Shrink: true, Legend: "conv module path; long paths lose their start, shown as ..."},
+		{Header: "ch", Align: AlignRight, Legend: "output channel c"},
+		{Header: "γ", Align: AlignRight, Legend: "BatchNorm weight γ_c (1 when the BatchNorm is not affine)"},
+		{Header: "σ²", Align: AlignRight, Legend: "running variance σ²_c"},
+		{Header: "ω", Align: AlignRight, Legend: "ω_c = γ_c/√(σ²_c+ε)"},
+		{Header: "D_SGD", Align: AlignRight, Legend: "1/ω_c²: Deploy SGD step / Eval SGD step on W'_c"},
+		{Header: "D_Adam", Align: AlignRight, Legend: "1/|ω_c|: Deploy Adam step / Eval Adam step on W'_c"},
+		{Header: "‖W‖", Align: AlignRight, Legend: "norm of the conv weights of channel c"},
+		{Header: "‖W'‖", Align: AlignRight, Legend: "fused weight norm |ω_c|·‖W_c‖"},
+		{Header: "b'", Align: AlignRight, Legend: "fused bias β_c + ω_c(b_c − μ_c)"},
+		{Header: "flags", Align: AlignLeft, Legend: "conditions on the channel, such as dead (γ = 0) or tiny-variance"},
+	}
+}
+
+// ChannelLegend returns the per-channel table's column legend, one line
+// per column.
+func ChannelLegend() string {
+	return legendText(channelColumns())
+}
+
 // statCell formats a layer statistic; NaN means it covers no channels.
 func statCell(x float64) string {
 	if x != x {
@@ -94,8 +150,12 @@ func layerColumns(opt analysis.Optimizer) []Column {
 // Legend returns the column legend for optimizer opt, one line per
 // column, for help text or under a table.
 func Legend(opt analysis.Optimizer) string {
+	return legendText(layerColumns(opt))
+}
+
+// legendText lists each column's header and legend, aligned.
+func legendText(cols []Column) string {
 	var b strings.Builder
-	cols := layerColumns(opt)
 	width := 0
 	for _, c := range cols {
 		width = max(width, utf8.RuneCountInString(c.Header))

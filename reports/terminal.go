@@ -82,18 +82,22 @@ func WriteTerminal(w io.Writer, files []*analysis.FileReport, opts Options) erro
 			ew.wrap(width, "  ", "warning: "+warning)
 		}
 		for _, m := range f.Models {
-			writeTerminalModel(ew, m, width, opt)
+			writeTerminalModel(ew, m, width, opt, opts.PerChannel)
 		}
 	}
 	if opts.Legend {
 		ew.println("")
 		ew.println("Columns:")
-		ew.print(Legend(opt))
+		if opts.PerChannel {
+			ew.print(ChannelLegend())
+		} else {
+			ew.print(Legend(opt))
+		}
 	}
 	return ew.err
 }
 
-func writeTerminalModel(ew *errWriter, m *analysis.ModelReport, width int, opt analysis.Optimizer) {
+func writeTerminalModel(ew *errWriter, m *analysis.ModelReport, width int, opt analysis.Optimizer, perChannel bool) {
 	heading := "model"
 	if m.Key != "" {
 		heading += " " + m.Key
@@ -107,7 +111,11 @@ func writeTerminalModel(ew *errWriter, m *analysis.ModelReport, width int, opt a
 	if len(m.Layers) == 0 {
 		ew.println("no Conv→BatchNorm pairs found")
 	} else if ew.err == nil {
-		ew.err = NewLayerTable(m, opt).WriteText(ew.w, width)
+		table := NewLayerTable(m, opt)
+		if perChannel {
+			table = NewChannelTable(m)
+		}
+		ew.err = table.WriteText(ew.w, width)
 	}
 	for _, line := range SummaryLines(m.Summary) {
 		ew.wrap(width, "  ", line)

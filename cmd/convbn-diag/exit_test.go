@@ -176,3 +176,26 @@ func TestAnalyzeBadInputs(t *testing.T) {
 		})
 	}
 }
+
+func TestAnalyzePerChannelTable(t *testing.T) {
+	for _, format := range []string{"table", "markdown"} {
+		code, stdout, stderr := runCLI(t, "analyze", "--example", "--per-channel", "-f", format)
+		if code != exitOK {
+			t.Fatalf("%s: exit status %d, stderr %q", format, code, stderr)
+		}
+		// The example's four pairs have 16 + 16 + 32 + 16 channels.
+		if got := strings.Count(stdout, "features."); got < 80 {
+			t.Errorf("%s: %d rows name a layer, want at least one per channel (80)", format, got)
+		}
+		for _, want := range []string{"D_Adam", "‖W'‖", "negative-gamma", "tiny-variance"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("%s: per-channel output lacks %q", format, want)
+			}
+		}
+		for i, line := range strings.Split(stdout, "\n") {
+			if format == "table" && len([]rune(line)) > 120 {
+				t.Errorf("table line %d is %d characters wide", i+1, len([]rune(line)))
+			}
+		}
+	}
+}
