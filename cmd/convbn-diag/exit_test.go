@@ -187,7 +187,7 @@ func TestAnalyzePerChannelTable(t *testing.T) {
 		if got := strings.Count(stdout, "features."); got < 80 {
 			t.Errorf("%s: %d rows name a layer, want at least one per channel (80)", format, got)
 		}
-		for _, want := range []string{"D_Adam", "‖W'‖", "negative-gamma", "tiny-variance"} {
+		for _, want := range []string{"Adam", "‖W'‖", "negative-gamma", "tiny-variance"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("%s: per-channel output lacks %q", format, want)
 			}
