@@ -51,6 +51,17 @@ type Options struct {
 	Width int
 	// Legend adds the column legend under the terminal table.
 	Legend bool
+	// Failures are the input files that could not be analyzed. JSON lists
+	// them under "failures" and the table and Markdown formats name them at
+	// the end, so a report never looks complete when a file is missing
+	// from it. CSV has no place for them; the exit status says it.
+	Failures []Failure
+}
+
+// Failure is an input file that could not be analyzed, with the reason.
+type Failure struct {
+	File  string `json:"file"`
+	Error string `json:"error"`
 }
 
 // DefaultWidth is the terminal table's default maximum line width.

@@ -67,6 +67,8 @@ type Document struct {
 	Tool          ToolInfo    `json:"tool"`
 	Options       OptionsJSON `json:"options"`
 	Files         []FileJSON  `json:"files"`
+	// Failures lists the input files that could not be analyzed.
+	Failures []Failure `json:"failures"`
 }
 
 // ToolInfo names the program that wrote a document.
@@ -237,6 +239,7 @@ func NewDocument(files []*analysis.FileReport, opts Options) *Document {
 		SchemaVersion: SchemaVersion,
 		Tool:          ToolInfo{Name: "convbn-diag", Version: opts.ToolVersion},
 		Files:         []FileJSON{},
+		Failures:      nonNil(opts.Failures),
 	}
 	if len(files) > 0 {
 		o := files[0].Options

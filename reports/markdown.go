@@ -28,6 +28,10 @@ func WriteMarkdown(w io.Writer, files []*analysis.FileReport, opts Options) erro
 			writeMarkdownModel(ew, m, opt, opts.PerChannel)
 		}
 	}
+	for _, f := range opts.Failures {
+		ew.println(fmt.Sprintf("**Not analyzed:** %s: %s", markdownText(f.File), markdownText(f.Error)))
+		ew.println("")
+	}
 	ew.println("Columns:")
 	ew.println("")
 	cols := layerColumns(opt)

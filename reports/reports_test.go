@@ -369,3 +369,28 @@ func TestRenderersWithoutPairs(t *testing.T) {
 		}
 	}
 }
+
+func TestFailuresListed(t *testing.T) {
+	opts := Options{Failures: []Failure{{File: "broken.pt", Error: "broken.pt: file is empty"}}}
+	for _, f := range []Format{FormatTable, FormatJSON, FormatMarkdown} {
+		var b strings.Builder
+		if err := Write(&b, f, nil, opts); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if !strings.Contains(b.String(), "broken.pt: file is empty") {
+			t.Errorf("%s output does not list the failure:\n%s", f, b.String())
+		}
+	}
+
+	var b strings.Builder
+	if err := WriteJSON(&b, nil, opts); err != nil {
+		t.Fatal(err)
+	}
+	var doc Document
+	if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Failures) != 1 || doc.Failures[0].File != "broken.pt" {
+		t.Errorf("JSON failures: got %+v, want one entry for broken.pt", doc.Failures)
+	}
+}

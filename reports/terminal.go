@@ -85,6 +85,10 @@ func WriteTerminal(w io.Writer, files []*analysis.FileReport, opts Options) erro
 			writeTerminalModel(ew, m, width, opt, opts.PerChannel)
 		}
 	}
+	for _, f := range opts.Failures {
+		ew.println("")
+		ew.wrap(width, "", fmt.Sprintf("not analyzed: %s: %s", f.File, f.Error))
+	}
 	if opts.Legend {
 		ew.println("")
 		ew.println("Columns:")
