@@ -46,7 +46,7 @@ func WriteCSV(w io.Writer, files []*analysis.FileReport, opts Options) error {
 	for _, f := range files {
 		for _, m := range f.Models {
 			for i, l := range m.Layers {
-				prefix := []string{f.Path, m.Key, strconv.Itoa(i), l.Conv, l.BN}
+				prefix := []string{csvText(f.Path), csvText(m.Key), strconv.Itoa(i), csvText(l.Conv), csvText(l.BN)}
 				if !opts.PerChannel {
 					if err := cw.Write(append(prefix, layerCSVRow(l)...)); err != nil {
 						return err
@@ -63,6 +63,17 @@ func WriteCSV(w io.Writer, files []*analysis.FileReport, opts Options) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvText guards a text cell taken from the file against spreadsheet
+// formula injection: a cell starting with =, +, -, @, tab or carriage
+// return gets a leading apostrophe, which spreadsheets show as text. Number
+// columns never pass through it, so negative numbers stay numbers.
+func csvText(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // layerCSVRow returns the per-layer columns after file, model, layer,

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/convbn-diag/convbn-diag/analysis"
 )
@@ -146,4 +148,23 @@ func riskLabel(r analysis.Risk) string {
 		side = "over"
 	}
 	return level + " " + side
+}
+
+// displayText makes a name taken from a file safe to print in a terminal
+// or a Markdown table: control characters (escape sequences, newlines,
+// tabs) are written as Go escapes such as \x1b or \n, so a crafted tensor
+// name cannot move the cursor, recolor the terminal or add table rows.
+func displayText(s string) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

@@ -47,7 +47,7 @@ func WriteMarkdown(w io.Writer, files []*analysis.FileReport, opts Options) erro
 func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Optimizer, perChannel bool) {
 	heading := "### model "
 	if m.Key != "" {
-		heading += "`" + m.Key + "`"
+		heading += "`" + displayText(m.Key) + "`"
 	} else {
 		heading += "(top level)"
 	}
@@ -70,22 +70,22 @@ func writeMarkdownModel(ew *errWriter, m *analysis.ModelReport, opt analysis.Opt
 
 	var items []string
 	for _, u := range m.Unpaired {
-		items = append(items, fmt.Sprintf("unpaired %s `%s`: %s", u.Kind, u.Name, markdownText(u.Reason)))
+		items = append(items, fmt.Sprintf("unpaired %s `%s`: %s", u.Kind, displayText(u.Name), markdownText(u.Reason)))
 	}
 	for _, a := range m.Ambiguous {
-		items = append(items, fmt.Sprintf("ambiguous `%s` (candidates %s): %s", a.Name, markdownText(strings.Join(a.Candidates, ", ")), markdownText(a.Reason)))
+		items = append(items, fmt.Sprintf("ambiguous `%s` (candidates %s): %s", displayText(a.Name), markdownText(strings.Join(a.Candidates, ", ")), markdownText(a.Reason)))
 	}
 	for _, n := range m.Notes {
 		items = append(items, "note: "+markdownText(n))
 	}
 	for _, l := range m.Layers {
 		if line := FlaggedChannels(l); line != "" {
-			items = append(items, fmt.Sprintf("flags on `%s`: %s", l.Conv, markdownText(line)))
+			items = append(items, fmt.Sprintf("flags on `%s`: %s", displayText(l.Conv), markdownText(line)))
 		}
 	}
 	for _, l := range m.Layers {
 		for _, n := range l.Notes {
-			items = append(items, fmt.Sprintf("note on `%s`: %s", l.Conv, markdownText(n)))
+			items = append(items, fmt.Sprintf("note on `%s`: %s", displayText(l.Conv), markdownText(n)))
 		}
 	}
 
@@ -121,5 +121,5 @@ func (t *Table) writeMarkdown(ew *errWriter) {
 // markup or, for the pipe, the end of a table cell.
 func markdownText(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, "*", `\*`, "_", `\_`, "`", "\\`", "<", "&lt;", "|", `\|`)
-	return r.Replace(s)
+	return r.Replace(displayText(s))
 }

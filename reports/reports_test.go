@@ -394,3 +394,35 @@ func TestFailuresListed(t *testing.T) {
 		t.Errorf("JSON failures: got %+v, want one entry for broken.pt", doc.Failures)
 	}
 }
+
+func TestDisplayTextEscapesControls(t *testing.T) {
+	cases := map[string]string{
+		"layer1.0.conv1":     "layer1.0.conv1",
+		"conv\x1b[31mred":    `conv\x1b[31mred`,
+		"a\nfake | row":      `a\nfake | row`,
+		"ω.γ":                "ω.γ",
+		"tab\there":          `tab\there`,
+		string([]byte{0xff}): `\xff`,
+	}
+	for in, want := range cases {
+		if got := displayText(in); got != want {
+			t.Errorf("displayText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCSVTextGuardsFormulas(t *testing.T) {
+	cases := map[string]string{
+		"=cmd|calc.0": "'=cmd|calc.0",
+		"+1":          "'+1",
+		"-2":          "'-2",
+		"@SUM(A1)":    "'@SUM(A1)",
+		"features.0":  "features.0",
+		"":            "",
+	}
+	for in, want := range cases {
+		if got := csvText(in); got != want {
+			t.Errorf("csvText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

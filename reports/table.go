@@ -43,7 +43,7 @@ func NewLayerTable(m *analysis.ModelReport, opt analysis.Optimizer) *Table {
 	for _, l := range m.Layers {
 		s := &l.Stats
 		t.Rows = append(t.Rows, []string{
-			l.Conv,
+			displayText(l.Conv),
 			strconv.Itoa(l.NumChannels()),
 			FormatCompact(l.Eps),
 			statCell(s.MedianAbsOmega),
@@ -78,7 +78,7 @@ func NewChannelTable(m *analysis.ModelReport) *Table {
 				flags[j] = string(f)
 			}
 			t.Rows = append(t.Rows, []string{
-				l.Conv,
+				displayText(l.Conv),
 				strconv.Itoa(c.Index),
 				FormatCompact(c.Gamma),
 				FormatCompact(c.RunningVar),

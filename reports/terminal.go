@@ -222,6 +222,7 @@ func (e *errWriter) println(s string) { e.print(s + "\n") }
 // spaces. Continuation lines get indent plus two spaces, and a word longer
 // than a line is shortened from the left.
 func (e *errWriter) wrap(width int, indent, text string) {
+	text = displayText(text)
 	line := indent
 	lineLen := utf8.RuneCountInString(line)
 	start := true
