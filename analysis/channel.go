@@ -114,7 +114,7 @@ func computeChannel(c *Channel, tinyVarianceRatio float64) {
 	}
 
 	variance := c.RunningVar + c.Eps
-	if variance <= 0 {
+	if !(variance > 0) { // also true for a NaN variance
 		c.addFlag(FlagNoOmega)
 		c.InvStd = math.NaN()
 		c.LogInvStd = math.NaN()

@@ -198,3 +198,25 @@ func TestChannelTinyVarianceRatio(t *testing.T) {
 		}
 	}
 }
+
+func TestNonFiniteStatisticsLeaveStats(t *testing.T) {
+	channels := []Channel{
+		{Index: 0, Gamma: math.Inf(1), RunningVar: 1, Eps: 1e-5},
+		{Index: 1, Gamma: 1, RunningVar: math.NaN(), Eps: 1e-5},
+		{Index: 2, Gamma: 0.5, RunningVar: 1, Eps: 1e-5},
+	}
+	for i := range channels {
+		computeChannel(&channels[i], 1)
+	}
+	if !channels[1].HasFlag(FlagNoOmega) {
+		t.Errorf("NaN running_var: flags %v, want %s", channels[1].Flags, FlagNoOmega)
+	}
+	s := layerStats(channels, SGD)
+	wantD := 1 / (0.5 * 0.5 / (1 + 1e-5))
+	if math.Abs(s.MedianDistortionSGD-wantD) > 1e-12*wantD || math.Abs(s.MaxDistortionSGD-wantD) > 1e-12*wantD {
+		t.Errorf("median and max D_SGD: got %g and %g, want %g from the one finite channel", s.MedianDistortionSGD, s.MaxDistortionSGD, wantD)
+	}
+	if s.AtMostTenth != 0 {
+		t.Errorf("D ≤ 0.1 count: got %d, want 0 (γ = ∞ must not count as D = 0)", s.AtMostTenth)
+	}
+}

@@ -269,6 +269,11 @@ func layerStats(channels []Channel, opt Optimizer) LayerStats {
 		if a := math.Abs(ch.Omega); isFinite(a) && a != 0 {
 			absOmega = append(absOmega, a)
 		}
+		// An infinite γ gives D = 0, which says nothing about the layer:
+		// distortions count only where ω itself is finite.
+		if !isFinite(ch.Omega) {
+			continue
+		}
 		if isFinite(ch.DistortionSGD) {
 			dSGD = append(dSGD, ch.DistortionSGD)
 		}

@@ -169,7 +169,7 @@ func Summarize(layers []*Layer, opt Optimizer) Summary {
 		}
 		for c := range l.Channels {
 			d := l.Channels[c].Distortion(opt)
-			if !isFinite(d) {
+			if !isFinite(d) || !isFinite(l.Channels[c].Omega) {
 				continue
 			}
 			if s.MaxLayer == "" || d > s.MaxDistortion {
