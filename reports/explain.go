@@ -150,6 +150,16 @@ func WriteExplanation(w io.Writer, file string, l *analysis.Layer, opts ExplainO
 		}
 	}
 
+	// Check the memory inputs before writing anything, so that an invalid
+	// --input leaves no half-written explanation behind.
+	var est MemoryEstimate
+	if opts.Memory != nil {
+		var err error
+		if est, err = EstimateMemory(l, *opts.Memory); err != nil {
+			return err
+		}
+	}
+
 	writeExplainHeading(ew, file, l)
 	for _, c := range channels {
 		ew.println("")
@@ -158,10 +168,6 @@ func WriteExplanation(w io.Writer, file string, l *analysis.Layer, opts ExplainO
 	ew.println("")
 	writeVerdict(ew, l, opts.Analysis)
 	if opts.Memory != nil {
-		est, err := EstimateMemory(l, *opts.Memory)
-		if err != nil {
-			return err
-		}
 		ew.println("")
 		writeMemory(ew, l, est)
 	}

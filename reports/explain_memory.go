@@ -2,6 +2,7 @@ package reports
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/convbn-diag/convbn-diag/analysis"
@@ -129,7 +130,14 @@ func EstimateMemory(l *analysis.Layer, in MemoryInput) (MemoryEstimate, error) {
 			// taken as 0 here.
 			outHW[i] = (inHW[i]-1)*e.Stride[i] - 2*e.Padding[i] + span + 1
 		default:
-			outHW[i] = (inHW[i]+2*e.Padding[i]-span-1)/e.Stride[i] + 1
+			// PyTorch floors this quotient; a negative numerator means the
+			// kernel does not fit, which Go's truncating division would
+			// hide by returning 1.
+			num := inHW[i] + 2*e.Padding[i] - span - 1
+			outHW[i] = 0
+			if num >= 0 {
+				outHW[i] = num/e.Stride[i] + 1
+			}
 		}
 		if outHW[i] < 1 {
 			return e, fmt.Errorf("layer %s: a %dx%d input gives an empty output with kernel %dx%d, stride %v and padding %v", l.Conv, in.Height, in.Width, k[0], k[1], e.Stride, e.Padding)
@@ -146,6 +154,12 @@ func EstimateMemory(l *analysis.Layer, in MemoryInput) (MemoryEstimate, error) {
 	e.OutputElements = product(e.OutputShape[:])
 	e.WeightElements = product(l.WeightShape)
 
+	// Every count below stays far from overflow when the largest, Eval's,
+	// fits in 2^62 bytes.
+	evalBytes := (float64(e.InputElements) + float64(e.OutputElements)) * float64(size)
+	if e.InputElements < 0 || e.OutputElements < 0 || e.WeightElements < 0 || evalBytes > 1<<62 {
+		return e, fmt.Errorf("invalid input %dx%d with batch %d: the activations of layer %s would exceed 2^62 bytes", in.Height, in.Width, in.Batch, l.Conv)
+	}
 	b := int64(size)
 	e.EvalBytes = (e.InputElements + e.OutputElements) * b
 	e.TuneBytes = (e.InputElements + e.WeightElements) * b
@@ -164,9 +178,13 @@ func pair2(what string, v []int) ([2]int, error) {
 	return [2]int{}, fmt.Errorf("%s has %d values %v; a 2-d conv needs 1 or 2", what, len(v), v)
 }
 
+// product multiplies dims, returning −1 when the product overflows int64.
 func product(dims []int) int64 {
 	p := int64(1)
 	for _, d := range dims {
+		if d != 0 && p > math.MaxInt64/int64(d) {
+			return -1
+		}
 		p *= int64(d)
 	}
 	return p

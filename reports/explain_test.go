@@ -245,3 +245,23 @@ func TestFigureFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestEstimateMemoryRejectsBadInputs(t *testing.T) {
+	l := &analysis.Layer{Conv: "conv", WeightShape: []int{16, 16, 3, 3}, Groups: 1, Channels: make([]analysis.Channel, 16)}
+	cases := []struct {
+		name string
+		in   MemoryInput
+		want string
+	}{
+		// PyTorch floors (2 − 2 − 1)/5 to −1, so the output is empty;
+		// truncating division would give 1.
+		{"kernel larger than input", MemoryInput{Height: 2, Width: 2, Batch: 1, DType: "float32", Stride: []int{5}, Padding: []int{0}}, "empty output"},
+		{"overflowing sizes", MemoryInput{Height: 99999999, Width: 99999999, Batch: 99999999, DType: "float32"}, "2^62"},
+	}
+	for _, c := range cases {
+		_, err := EstimateMemory(l, c.in)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", c.name, err, c.want)
+		}
+	}
+}
