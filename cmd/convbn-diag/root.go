@@ -81,6 +81,9 @@ for Adam. Nothing stored in a checkpoint is ever executed.`,
 	root.AddCommand(newCmdAnalyze(s, nil))
 	root.AddCommand(newCmdReport(s, nil))
 	root.AddCommand(newCmdExplain(s, nil))
+	root.AddCommand(newCmdPretrain(s, nil))
+	root.AddCommand(newCmdSimulate(s, nil))
+	root.AddCommand(newCmdSweep(s, nil))
 	root.AddCommand(newCmdFuse(s, nil))
 	return root
 }
