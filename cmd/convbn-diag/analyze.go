@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -138,6 +139,10 @@ func (o *analyzeOptions) validate() error {
 	if o.Example != "" && len(o.Files) > 0 {
 		return usageErrorf("analyze takes either CHECKPOINT arguments or --example, not both")
 	}
+	if o.Example != "" && !slices.Contains(examples.Names(), o.Example) {
+		return usageErrorf("--example: no example named %q; the examples are %s", o.Example, strings.Join(examples.Names(), ", "))
+	}
+	o.FailOn = strings.ToLower(o.FailOn)
 	if _, err := reports.ParseFormat(o.Format); err != nil {
 		return usageErrorf("--format: %v", err)
 	}

@@ -191,3 +191,20 @@ func decodeReport(t *testing.T, s string) jsonDoc {
 	}
 	return doc
 }
+
+func TestAnalyzeUnknownExample(t *testing.T) {
+	code, _, stderr := runCLI(t, "analyze", "--example=nosuch")
+	if code != exitUsage {
+		t.Errorf("exit status %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr, "flags") {
+		t.Errorf("stderr %q does not list the examples", stderr)
+	}
+}
+
+func TestAnalyzeFailOnIgnoresCase(t *testing.T) {
+	code, _, stderr := runCLI(t, "analyze", "--example", "--fail-on", "HIGH")
+	if code != exitRiskSeen {
+		t.Errorf("--fail-on HIGH: exit status %d, want %d (stderr %q)", code, exitRiskSeen, stderr)
+	}
+}
