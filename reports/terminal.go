@@ -183,6 +183,14 @@ func FlaggedChannels(l *analysis.Layer) string {
 	return strings.Join(clauses, "; ")
 }
 
+// count writes n with noun, adding "s" unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // SummaryLines describes a model summary in two sentences: the counts,
 // then where the largest and smallest distortion are.
 func SummaryLines(s analysis.Summary) []string {
@@ -190,8 +198,8 @@ func SummaryLines(s analysis.Summary) []string {
 	if s.Optimizer == analysis.Adam {
 		d = "D_Adam"
 	}
-	lines := []string{fmt.Sprintf("Summary: %d layers, %d channels, %d dead; risky layers (medium or high): %d overshoot, %d stall.",
-		s.Layers, s.Channels, s.Dead, s.RiskyOvershoot, s.RiskyStall)}
+	lines := []string{fmt.Sprintf("Summary: %s, %s, %d dead; risky layers (medium or high): %d overshoot, %d stall.",
+		count(s.Layers, "layer"), count(s.Channels, "channel"), s.Dead, s.RiskyOvershoot, s.RiskyStall)}
 	if s.MaxLayer == "" {
 		if s.Layers > 0 {
 			lines = append(lines, fmt.Sprintf("No channel has a finite %s.", d))
