@@ -206,6 +206,9 @@ func (d *onnxDecoder) fields(b []byte, base int64, what, tensor string, fn func(
 				// Check the declared length against the bytes left before
 				// slicing, so a huge length is an error, not a panic.
 				if length > uint64(len(b)-pos-n) {
+					if tensor == "" {
+						tensor = truncatedTensor(what, num, b[pos+n:])
+					}
 					return d.fail(ErrTruncated, base+int64(tagAt), tensor, "%s field %d declares %d bytes but only %d remain in the message; the file is truncated or damaged", what, num, length, len(b)-pos-n)
 				}
 				fd.offset = base + int64(pos+n)

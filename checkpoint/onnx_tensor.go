@@ -29,6 +29,9 @@ type onnxTensorParts struct {
 // reader skips, after adding a warning.
 func (d *onnxDecoder) tensor(fd protoField, label string) (*Tensor, error) {
 	p := &onnxTensorParts{}
+	if name := scanTensorName(fd.bytes); name != "" {
+		label = name
+	}
 	err := d.fields(fd.bytes, fd.offset, "TensorProto", label, func(f protoField) error {
 		switch f.num {
 		case onnxTensorName:
@@ -244,4 +247,76 @@ func (d *onnxDecoder) tensorStorage(p *onnxTensorParts, dtype DType, numel int64
 		return nil, d.fail(ErrMalformed, offset, label, "tensor of dims %v has no data", p.dims)
 	}
 	return mem([]float64{}), nil
+}
+
+// scanTensorName returns the name field of a TensorProto, reading as much
+// of b as decodes, so that an error found later in the message (or a
+// message cut short) can name the tensor. It returns "" when no name is
+// found.
+func scanTensorName(b []byte) string {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if typ == protowire.BytesType {
+			length, n := protowire.ConsumeVarint(b)
+			if n < 0 || length > uint64(len(b)-n) {
+				return ""
+			}
+			if num == onnxTensorName {
+				return string(b[n : n+int(length)])
+			}
+			b = b[n+int(length):]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
+}
+
+// truncatedTensor returns the name of the initializer that a message cut
+// short ends inside, given the partial content of field num of what, or
+// "" when the cut is elsewhere. Protobuf writes TensorProto.name (field 8)
+// before raw_data (field 9), so a cut inside the data still finds it.
+func truncatedTensor(what string, num protowire.Number, partial []byte) string {
+	switch {
+	case what == "GraphProto" && num == onnxGraphInitializer:
+		return scanTensorName(partial)
+	case what != "ModelProto" || num != onnxModelGraph:
+		return ""
+	}
+	b := partial
+	for len(b) > 0 {
+		fieldNum, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(fieldNum, typ, b)
+			if n < 0 {
+				return ""
+			}
+			b = b[n:]
+			continue
+		}
+		length, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return ""
+		}
+		if length > uint64(len(b)-n) {
+			if fieldNum == onnxGraphInitializer {
+				return scanTensorName(b[n:])
+			}
+			return ""
+		}
+		b = b[n+int(length):]
+	}
+	return ""
 }
