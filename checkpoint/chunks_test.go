@@ -95,3 +95,22 @@ func TestWriteElementsMemoryTensor(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeFloat32Aligned(t *testing.T) {
+	values := []float32{1.5, -0, float32(math.Inf(-1)), 3.4e38, 1e-45, -2.25}
+	// One spare byte in front gives a misaligned copy for the fallback.
+	raw := make([]byte, 1+4*len(values))
+	for i, v := range values {
+		binary.LittleEndian.PutUint32(raw[1+4*i:], math.Float32bits(v))
+	}
+	aligned := append([]byte(nil), raw[1:]...)
+	for name, buf := range map[string][]byte{"aligned": aligned, "misaligned": raw[1:]} {
+		dst := make([]float64, len(values))
+		decodeFloat32LE(dst, buf)
+		for i, v := range values {
+			if dst[i] != float64(v) || math.Signbit(dst[i]) != math.Signbit(float64(v)) {
+				t.Errorf("%s element %d mismatch: got %v, want %v", name, i, dst[i], v)
+			}
+		}
+	}
+}

@@ -268,9 +268,7 @@ func decodeInto(dst []float64, buf []byte, d DType, order binary.ByteOrder) erro
 	le := order == binary.ByteOrder(binary.LittleEndian)
 	switch {
 	case d == Float32 && le:
-		for i := range dst {
-			dst[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:])))
-		}
+		decodeFloat32LE(dst, buf)
 	case d == Float32:
 		for i := range dst {
 			dst[i] = float64(math.Float32frombits(order.Uint32(buf[4*i:])))
