@@ -41,14 +41,14 @@ type fuseReport struct {
 
 // foldEntry is one folded pair as the JSON map records it.
 type foldEntry struct {
-	Conv      string          `json:"conv"`
-	BN        string          `json:"bn"`
-	Channels  int             `json:"channels"`
-	Groups    int             `json:"groups"`
-	Transpose bool            `json:"transposed"`
-	Eps       float64         `json:"eps"`
-	EpsSource convbn.Source   `json:"eps_source"`
-	Evidence  convbn.Evidence `json:"evidence"`
+	Conv       string          `json:"conv"`
+	BN         string          `json:"bn"`
+	Channels   int             `json:"channels"`
+	Groups     int             `json:"groups"`
+	Transposed bool            `json:"transposed"`
+	Eps        float64         `json:"eps"`
+	EpsSource  convbn.Source   `json:"eps_source"`
+	Evidence   convbn.Evidence `json:"evidence"`
 	// WeightKey and BiasKey are the output names of W' and b'.
 	WeightKey string `json:"weight_key"`
 	BiasKey   string `json:"bias_key"`
