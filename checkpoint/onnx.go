@@ -177,15 +177,15 @@ func (d *onnxDecoder) fail(kind error, offset int64, tensor, format string, args
 	return &FormatError{Path: d.path, Format: FormatONNX, Offset: offset, Tensor: tensor, Err: kind, Reason: fmt.Sprintf(format, args...)}
 }
 
-// fields calls fn for each field of the message b, which starts at file
-// offset base. what names the message in errors and tensor the tensor it
-// belongs to, if any.
-func (d *onnxDecoder) fields(b []byte, base int64, what, tensor string, fn func(protoField) error) error {
+// fields calls fn for each field of the protobuf message b, which starts
+// at file offset base. Errors name the message by the message argument,
+// and the tensor it belongs to, if any, by tensor.
+func (d *onnxDecoder) fields(b []byte, base int64, message, tensor string, fn func(protoField) error) error {
 	pos := 0
 	for pos < len(b) {
 		num, typ, n := protowire.ConsumeTag(b[pos:])
 		if n < 0 {
-			return d.parseError(n, base+int64(pos), what, tensor, "field tag")
+			return d.parseError(n, base+int64(pos), message, tensor, "field tag")
 		}
 		tagAt := pos
 		pos += n
@@ -207,9 +207,9 @@ func (d *onnxDecoder) fields(b []byte, base int64, what, tensor string, fn func(
 				// slicing, so a huge length is an error, not a panic.
 				if length > uint64(len(b)-pos-n) {
 					if tensor == "" {
-						tensor = truncatedTensor(what, num, b[pos+n:])
+						tensor = truncatedTensor(message, num, b[pos+n:])
 					}
-					return d.fail(ErrTruncated, base+int64(tagAt), tensor, "%s field %d declares %d bytes but only %d remain in the message; the file is truncated or damaged", what, num, length, len(b)-pos-n)
+					return d.fail(ErrTruncated, base+int64(tagAt), tensor, "%s field %d declares %d bytes but only %d remain in the message; the file is truncated or damaged", message, num, length, len(b)-pos-n)
 				}
 				fd.offset = base + int64(pos+n)
 				fd.bytes = b[pos+n : pos+n+int(length)]
@@ -219,7 +219,7 @@ func (d *onnxDecoder) fields(b []byte, base int64, what, tensor string, fn func(
 			n = protowire.ConsumeFieldValue(num, typ, b[pos:])
 		}
 		if n < 0 {
-			return d.parseError(n, base+int64(tagAt), what, tensor, fmt.Sprintf("field %d", num))
+			return d.parseError(n, base+int64(tagAt), message, tensor, fmt.Sprintf("field %d", num))
 		}
 		pos += n
 		if err := fn(fd); err != nil {
@@ -230,13 +230,13 @@ func (d *onnxDecoder) fields(b []byte, base int64, what, tensor string, fn func(
 }
 
 // parseError converts a protowire error code into a *FormatError.
-func (d *onnxDecoder) parseError(code int, offset int64, what, tensor, part string) error {
+func (d *onnxDecoder) parseError(code int, offset int64, message, tensor, part string) error {
 	err := protowire.ParseError(code)
 	kind := ErrMalformed
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		kind = ErrTruncated
 	}
-	return d.fail(kind, offset, tensor, "invalid %s in %s: %v; the file is truncated or not an ONNX model", part, what, err)
+	return d.fail(kind, offset, tensor, "invalid %s in %s: %v; the file is truncated or not an ONNX model", part, message, err)
 }
 
 // want checks a field's wire type.
@@ -427,48 +427,48 @@ func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 		ints           []int64
 		hasFloats, has bool
 	)
-	what := label + " attribute"
-	err := d.fields(fd.bytes, fd.offset, what, "", func(a protoField) error {
+	message := label + " attribute"
+	err := d.fields(fd.bytes, fd.offset, message, "", func(a protoField) error {
 		switch a.num {
 		case onnxAttrName:
-			if err := d.want(a, protowire.BytesType, what+" name", ""); err != nil {
+			if err := d.want(a, protowire.BytesType, message+" name", ""); err != nil {
 				return err
 			}
 			name = string(a.bytes)
 		case onnxAttrType:
-			if err := d.want(a, protowire.VarintType, what+" type", ""); err != nil {
+			if err := d.want(a, protowire.VarintType, message+" type", ""); err != nil {
 				return err
 			}
 			typ = a.varint
 		case onnxAttrFloat:
-			if err := d.want(a, protowire.Fixed32Type, what+" f", ""); err != nil {
+			if err := d.want(a, protowire.Fixed32Type, message+" f", ""); err != nil {
 				return err
 			}
 			v := float64(math.Float32frombits(uint32(a.fixed)))
 			f = &v
 		case onnxAttrInt:
-			if err := d.want(a, protowire.VarintType, what+" i", ""); err != nil {
+			if err := d.want(a, protowire.VarintType, message+" i", ""); err != nil {
 				return err
 			}
 			v := int64(a.varint)
 			i = &v
 		case onnxAttrString:
-			if err := d.want(a, protowire.BytesType, what+" s", ""); err != nil {
+			if err := d.want(a, protowire.BytesType, message+" s", ""); err != nil {
 				return err
 			}
 			v := string(a.bytes)
 			s = &v
 		case onnxAttrTensor:
-			if err := d.want(a, protowire.BytesType, what+" t", ""); err != nil {
+			if err := d.want(a, protowire.BytesType, message+" t", ""); err != nil {
 				return err
 			}
 			var err error
-			if t, err = d.tensor(a, what+" "+name); err != nil {
+			if t, err = d.tensor(a, message+" "+name); err != nil {
 				return err
 			}
 		case onnxAttrFloats:
 			hasFloats = true
-			vals, err := d.fixedList(a, 4, what+" floats", "")
+			vals, err := d.fixedList(a, 4, message+" floats", "")
 			if err != nil {
 				return err
 			}
@@ -477,7 +477,7 @@ func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 			}
 		case onnxAttrInts:
 			has = true
-			vals, err := d.varintList(a, what+" ints", "")
+			vals, err := d.varintList(a, message+" ints", "")
 			if err != nil {
 				return err
 			}

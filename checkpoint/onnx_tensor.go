@@ -15,11 +15,9 @@ type onnxTensorParts struct {
 	dataType  uint64
 	raw       *protoField
 	floatRuns []protoField // float_data fields, packed or single
-	int32s    []uint64
-	int64s    []uint64
+	int32Runs []protoField // int32_data fields, packed or single
+	int64Runs []protoField // int64_data fields, packed or single
 	doubles   []protoField
-	hasInt32  bool
-	hasInt64  bool
 	hasOther  bool // string_data or uint64_data
 	external  bool
 }
@@ -69,14 +67,13 @@ func (d *onnxDecoder) tensor(fd protoField, label string) (*Tensor, error) {
 			}
 			p.doubles = append(p.doubles, f)
 		case onnxTensorInt32Data, onnxTensorInt64Data:
-			vals, err := d.varintList(f, fmt.Sprintf("TensorProto field %d", f.num), label)
-			if err != nil {
-				return err
+			if f.typ != protowire.BytesType && f.typ != protowire.VarintType {
+				return d.fail(ErrMalformed, f.offset, label, "TensorProto field %d has wire type %d, want packed or single varints", f.num, f.typ)
 			}
 			if f.num == onnxTensorInt32Data {
-				p.int32s, p.hasInt32 = append(p.int32s, vals...), true
+				p.int32Runs = append(p.int32Runs, f)
 			} else {
-				p.int64s, p.hasInt64 = append(p.int64s, vals...), true
+				p.int64Runs = append(p.int64Runs, f)
 			}
 		case onnxTensorStringData, onnxTensorUint64Data:
 			p.hasOther = true
@@ -199,44 +196,47 @@ func (d *onnxDecoder) tensorStorage(p *onnxTensorParts, dtype DType, numel int64
 		}
 		return mem(values), nil
 
-	case p.hasInt64:
+	case len(p.int64Runs) > 0:
 		if dtype != Int64 {
 			return nil, d.fail(ErrMalformed, offset, label, "int64_data is set for a tensor of type %s", dtype)
 		}
-		if err := count("int64_data", int64(len(p.int64s))); err != nil {
+		values, err := d.varintValues(p.int64Runs, "int64_data", label, numel, p.dims, func(v uint64) float64 {
+			return float64(int64(v))
+		})
+		if err != nil {
 			return nil, err
-		}
-		values := make([]float64, len(p.int64s))
-		for i, v := range p.int64s {
-			values[i] = float64(int64(v))
 		}
 		return mem(values), nil
 
-	case p.hasInt32:
-		if err := count("int32_data", int64(len(p.int32s))); err != nil {
-			return nil, err
-		}
-		values := make([]float64, len(p.int32s))
-		for i, v := range p.int32s {
-			// int32_data holds float16 and bfloat16 as their bit
-			// patterns in the low 16 bits, and the integer types as
-			// sign-extended values.
-			switch dtype {
-			case Float16:
-				values[i] = Float16ToFloat64(uint16(v))
-			case BFloat16:
-				values[i] = float64(math.Float32frombits(uint32(uint16(v)) << 16))
-			case Int32, Int16, Int8:
-				values[i] = float64(int32(v))
-			case Uint8:
-				values[i] = float64(uint8(v))
-			case Bool:
-				if v != 0 {
-					values[i] = 1
-				}
-			default:
-				return nil, d.fail(ErrMalformed, offset, label, "int32_data is set for a tensor of type %s", dtype)
+	case len(p.int32Runs) > 0:
+		// int32_data holds float16 and bfloat16 as their bit patterns in
+		// the low 16 bits, and the narrower integer types as sign-extended
+		// values.
+		var convert func(uint64) float64
+		switch dtype {
+		case Float16:
+			convert = func(v uint64) float64 { return Float16ToFloat64(uint16(v)) }
+		case BFloat16:
+			convert = func(v uint64) float64 {
+				return float64(math.Float32frombits(uint32(uint16(v)) << 16))
 			}
+		case Int32, Int16, Int8:
+			convert = func(v uint64) float64 { return float64(int32(v)) }
+		case Uint8:
+			convert = func(v uint64) float64 { return float64(uint8(v)) }
+		case Bool:
+			convert = func(v uint64) float64 {
+				if v != 0 {
+					return 1
+				}
+				return 0
+			}
+		default:
+			return nil, d.fail(ErrMalformed, offset, label, "int32_data is set for a tensor of type %s", dtype)
+		}
+		values, err := d.varintValues(p.int32Runs, "int32_data", label, numel, p.dims, convert)
+		if err != nil {
+			return nil, err
 		}
 		return mem(values), nil
 
@@ -281,14 +281,14 @@ func scanTensorName(b []byte) string {
 }
 
 // truncatedTensor returns the name of the initializer that a message cut
-// short ends inside, given the partial content of field num of what, or
+// short ends inside, given the partial content of field num of message, or
 // "" when the cut is elsewhere. Protobuf writes TensorProto.name (field 8)
 // before raw_data (field 9), so a cut inside the data still finds it.
-func truncatedTensor(what string, num protowire.Number, partial []byte) string {
+func truncatedTensor(message string, num protowire.Number, partial []byte) string {
 	switch {
-	case what == "GraphProto" && num == onnxGraphInitializer:
+	case message == "GraphProto" && num == onnxGraphInitializer:
 		return scanTensorName(partial)
-	case what != "ModelProto" || num != onnxModelGraph:
+	case message != "ModelProto" || num != onnxModelGraph:
 		return ""
 	}
 	b := partial
@@ -319,4 +319,44 @@ func truncatedTensor(what string, num protowire.Number, partial []byte) string {
 		b = b[n+int(length):]
 	}
 	return ""
+}
+
+// varintValues decodes the varints of a repeated field, stored in one or
+// more packed or single fields, after checking that they number numel.
+// Counting first bounds the allocation by the field's bytes.
+//
+// NOTE: the values are decoded at Open into float64, so a tensor stored
+// as one-byte varints takes up to 8 times its size in the file in memory.
+func (d *onnxDecoder) varintValues(runs []protoField, field, label string, numel int64, dims []int64, convert func(uint64) float64) ([]float64, error) {
+	var count int64
+	for _, run := range runs {
+		if run.typ == protowire.VarintType {
+			count++
+			continue
+		}
+		for _, c := range run.bytes {
+			if c < 0x80 {
+				count++
+			}
+		}
+	}
+	if count != numel {
+		return nil, d.fail(ErrMalformed, runs[0].offset, label, "%s holds %d elements, but dims %v need %d", field, count, dims, numel)
+	}
+	values := make([]float64, 0, count)
+	for _, run := range runs {
+		if run.typ == protowire.VarintType {
+			values = append(values, convert(run.varint))
+			continue
+		}
+		for pos := 0; pos < len(run.bytes); {
+			x, n := protowire.ConsumeVarint(run.bytes[pos:])
+			if n < 0 {
+				return nil, d.parseError(n, run.offset+int64(pos), field, label, "packed varint")
+			}
+			values = append(values, convert(x))
+			pos += n
+		}
+	}
+	return values, nil
 }

@@ -15,7 +15,8 @@ import (
 // constants. Real archives hold well under a megabyte of code.
 const maxTorchScriptCode = 64 << 20
 
-// torchScriptClass is what the code of one scripted class declares.
+// torchScriptClass is the declarations that the code of one scripted class
+// makes: Final constants and parameter slots.
 type torchScriptClass struct {
 	// constants maps each Final attribute to its value: int64, float64,
 	// bool, string, nil, or []any of those for a tuple.
