@@ -25,8 +25,9 @@ type fuseReport struct {
 	// Prefix is the DataParallel prefix that every output name keeps, as
 	// in the input file.
 	Prefix string `json:"prefix"`
-	// PickledModule is true when the input held a whole nn.Module, of
-	// which only the state dict is written.
+	// PickledModule is true when the input held a whole module (a
+	// pickled nn.Module or TorchScript), of which only the state dict is
+	// written.
 	PickledModule  bool   `json:"pickled_module"`
 	RequestedDType string `json:"requested_dtype,omitempty"`
 
@@ -212,7 +213,7 @@ func writeFuseReport(w io.Writer, format string, r *fuseReport) error {
 	var b strings.Builder
 	kind := "state dict"
 	if r.PickledModule {
-		kind = "state dict of the pickled nn.Module"
+		kind = "state dict of the whole module"
 	}
 	fmt.Fprintf(&b, "%s (%s) → %s (%s, %d tensors)\n", r.Input, r.InputFormat, r.Output, kind, r.Tensors)
 
@@ -255,7 +256,7 @@ func writeFuseReport(w io.Writer, format string, r *fuseReport) error {
 		fmt.Fprintf(&b, "  Names keep the file's prefix %q.\n", r.Prefix)
 	}
 	if r.PickledModule {
-		b.WriteString("  The input is a whole pickled nn.Module; the output holds only its state dict.\n")
+		b.WriteString("  The input holds a whole module (a pickled nn.Module or TorchScript); the output holds only its state dict.\n")
 	}
 	for _, l := range r.Layers {
 		if l.Half == nil {
