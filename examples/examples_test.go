@@ -26,8 +26,8 @@ func TestFlagsUpToDate(t *testing.T) {
 }
 
 func TestNamesAndLookup(t *testing.T) {
-	if got := Names(); !slices.Equal(got, []string{"flags"}) {
-		t.Errorf("Names mismatch: got %v, want [flags]", got)
+	if got := Names(); !slices.Equal(got, []string{"flags", "mnist"}) {
+		t.Errorf("Names mismatch: got %v, want [flags mnist]", got)
 	}
 	for _, name := range Names() {
 		if s, err := Summary(name); err != nil || s == "" {
