@@ -91,3 +91,25 @@ func FuzzONNX(f *testing.F) {
 		checkAccepted(t, file)
 	})
 }
+
+// FuzzTorchScript feeds TorchScript archives to OpenReaderAt, which also
+// parses the class code for Final constants.
+func FuzzTorchScript(f *testing.F) {
+	if b := realSeed(f, "silero_vad_micro.jit"); b != nil {
+		f.Add(b)
+	}
+	code := []byte("class BatchNorm1d(Module):\n  __parameters__ = [\"weight\", ]\n  eps : Final[float] = 0.001\n  stride : Final[Tuple[int]] = (2,)\n")
+	module := newPickle().op("c__torch__.torch.nn.modules.batchnorm\nBatchNorm1d\n)\x81}").op("(").str("training").op("\x89u").op("b.").Bytes()
+	f.Add(torchZip(f, zipEntry{name: "data.pkl", data: module}, zipEntry{name: "code/__torch__/torch/nn/modules/batchnorm.py", data: code}, zipEntry{name: "constants.pkl", data: []byte("\x80\x02).")}))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := OpenReaderAt("fuzz.jit", bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			if _, ok := err.(*FormatError); !ok {
+				t.Fatalf("error is %T, want *FormatError: %v", err, err)
+			}
+			return
+		}
+		readAllTensors(file)
+	})
+}
