@@ -425,7 +425,7 @@ func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 		t              *Tensor
 		floats         []float64
 		ints           []int64
-		hasFloats, has bool
+		hasFloats, hasInts bool
 	)
 	message := label + " attribute"
 	err := d.fields(fd.bytes, fd.offset, message, "", func(a protoField) error {
@@ -476,7 +476,7 @@ func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 				floats = append(floats, float64(math.Float32frombits(uint32(v))))
 			}
 		case onnxAttrInts:
-			has = true
+			hasInts = true
 			vals, err := d.varintList(a, message+" ints", "")
 			if err != nil {
 				return err
@@ -496,7 +496,7 @@ func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 		switch {
 		case hasFloats:
 			typ = onnxAttributeTypeFloats
-		case has:
+		case hasInts:
 			typ = onnxAttributeTypeInts
 		case t != nil:
 			typ = onnxAttributeTypeTensor

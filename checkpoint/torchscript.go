@@ -38,6 +38,11 @@ func isTorchScriptZip(r io.ReaderAt, size int64) bool {
 // an attribute dict holding submodules, tensors and plain values. Settings
 // declared as Final constants (BatchNorm eps, conv groups and stride) live
 // only in the class code under code/, which is parsed as text for them.
+//
+// NOTE: the forward code is not parsed, so Model.Root lists submodules in
+// registration order only. A module whose forward calls them in another
+// order, or applies a function such as F.relu between them, looks like a
+// plain Sequential to pair discovery.
 func openTorchScript(path string, r io.ReaderAt, size int64) (*File, *unpickler, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
