@@ -417,14 +417,14 @@ func (d *onnxDecoder) node(fd protoField, i int) (*Node, error) {
 // attribute decodes one AttributeProto into n.Attrs.
 func (d *onnxDecoder) attribute(fd protoField, n *Node, label string) error {
 	var (
-		name           string
-		typ            uint64
-		f              *float64
-		i              *int64
-		s              *string
-		t              *Tensor
-		floats         []float64
-		ints           []int64
+		name               string
+		typ                uint64
+		f                  *float64
+		i                  *int64
+		s                  *string
+		t                  *Tensor
+		floats             []float64
+		ints               []int64
 		hasFloats, hasInts bool
 	)
 	message := label + " attribute"
