@@ -14,16 +14,19 @@ import (
 // fresh head), repeated in each mode with the same optimizer, learning
 // rate, seed and batch order.
 type SimulateConfig struct {
-	Modes     []convbn.Mode
-	Steps     int
-	BatchSize int
+	Modes     []convbn.Mode `json:"modes"`
+	Steps     int           `json:"steps"`
+	BatchSize int           `json:"batch_size"`
 	// Optimizer is "sgd" (with Momentum) or "adam" (PyTorch defaults).
-	Optimizer string
-	LR        float64
-	Momentum  float64
-	Seed      uint64
+	Optimizer string  `json:"optimizer"`
+	LR        float64 `json:"lr"`
+	Momentum  float64 `json:"momentum"`
+	Seed      uint64  `json:"seed"`
 	// Float64 runs in float64 instead of float32.
-	Float64 bool
+	Float64 bool `json:"float64"`
+	// ConvOnly trains only the conv weights (W, or W' in Deploy mode) and
+	// freezes γ, β and the fresh head, as the stability analysis assumes.
+	ConvOnly bool `json:"conv_only"`
 }
 
 // DefaultSimulateConfig returns the default run: 150 SGD steps of 64
@@ -231,6 +234,12 @@ func simulateMode[T nn.Float](cfg SimulateConfig, mode convbn.Mode, w *Weights, 
 	}
 	params := net.Params()
 	blocks := net.Blocks()
+	if cfg.ConvOnly {
+		params = params[:0]
+		for _, b := range blocks {
+			params = append(params, b.Params()[0])
+		}
+	}
 	run := &ModeRun{Mode: mode}
 	x := nn.NewTensor[T](cfg.BatchSize, 1, mnist.Side, mnist.Side)
 	start := time.Now()

@@ -87,6 +87,7 @@ time per step per mode.`,
 	f.Float64Var(&c.LR, "lr", c.LR, "learning rate")
 	f.Float64Var(&c.Momentum, "momentum", c.Momentum, "SGD momentum")
 	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the fresh head and the batch order")
+	f.BoolVar(&c.ConvOnly, "conv-only", c.ConvOnly, "train only the conv weights; γ, β and the fresh head stay frozen")
 	f.StringVar(&opts.JSON, "json", "", "write the per-step record as JSON to `FILE`")
 	f.StringVar(&opts.CSV, "csv", "", "write the per-step record as CSV to `FILE`, one row per mode, step and block")
 	f.StringVar(&opts.Timings, "timings", "", "write wall-clock times per mode as JSON to `FILE`")
