@@ -40,7 +40,7 @@ var safetensorsDTypes = map[string]DType{
 // dtypes that the reader skips, so that their offsets are still checked.
 var safetensorsOtherSizes = map[string]int64{
 	"U64": 8, "U32": 4, "U16": 2, "C64": 8,
-	"F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "E4M3": 1, "E5M2": 1,
+	"F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1, "F8_E5M2FNUZ": 1,
 }
 
 // safetensorsEntry is one tensor entry of the JSON header.
@@ -207,9 +207,9 @@ func parseSafetensorsHeader(header []byte) ([]safetensorsEntry, map[string]strin
 	if _, err := dec.Token(); err != nil {
 		return nil, nil, err
 	}
-	// The writer pads the header with spaces; anything else after the
-	// object is not part of the format.
-	if rest := header[dec.InputOffset():]; len(strings.TrimRight(string(rest), " \t\r\n\x00")) != 0 {
+	// Writers pad the header with spaces, and JSON whitespace is all that
+	// may follow the object.
+	if rest := header[dec.InputOffset():]; len(strings.TrimRight(string(rest), " \t\r\n")) != 0 {
 		return nil, nil, &safetensorsError{offset: dec.InputOffset(), msg: fmt.Sprintf("unexpected bytes %q after the JSON header", truncateText(string(rest)))}
 	}
 
