@@ -26,7 +26,7 @@ go build -o "$work/genckpt" ./bench/genckpt
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "go: $(go version)"
-echo "nproc: $(nproc)"
+echo "nproc: $(nproc), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 lscpu | head -n 15
 echo
 
@@ -57,9 +57,12 @@ import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 size = int(sys.argv[2])
 cat = next(r for r in results if r["command"] == "cat")["mean"]
+cat_min = next(r for r in results if r["command"] == "cat")["min"]
+# The minimum is the run least disturbed by other work on the machine.
 for r in results:
     print(f"{r['command']:<24} mean {r['mean']:.3f} s ± {r['stddev']:.3f}  "
-          f"{size / r['mean'] / 1e6:8.0f} MB/s  {cat / r['mean']:.2f}× cat")
+          f"{size / r['mean'] / 1e6:8.0f} MB/s  {cat / r['mean']:.2f}× cat   "
+          f"min {r['min']:.3f} s  {cat_min / r['min']:.2f}× cat's min")
 PY
 
 	echo "peak RSS, analyze:               $(peak_rss analyze "$ckpt")"
