@@ -3,10 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 	"github.com/convbn-diag/convbn-diag/examples"
 	"github.com/convbn-diag/convbn-diag/experiment"
+	"github.com/convbn-diag/convbn-diag/internal/atomicfile"
+	"github.com/convbn-diag/convbn-diag/reports"
 )
 
 // defaultExperimentExample is the embedded pretrained network that
@@ -54,4 +60,59 @@ func (p *progressLine) done() {
 	if p.enabled && p.last != "" {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+// experimentPlots are the figure flags of simulate and sweep.
+type experimentPlots struct {
+	Plot, Dir, Format string
+}
+
+func (p *experimentPlots) addFlags(cmd *cobra.Command, names string) {
+	f := cmd.Flags()
+	f.StringVar(&p.Plot, "plot", "", "also draw the figures as one image to `FILE`; .png, .svg or .pdf chooses the format")
+	f.StringVar(&p.Dir, "plot-dir", "", "also write each figure to `DIR` ("+names+")")
+	f.StringVar(&p.Format, "plot-format", "png", "format of the --plot-dir files: png, svg or pdf")
+}
+
+func (p *experimentPlots) validate() error {
+	if p.Plot != "" {
+		if _, err := reports.FigureFormat(p.Plot); err != nil {
+			return usageErrorf("--plot: %v", err)
+		}
+	}
+	if !slices.Contains(reports.FigureFormats, p.Format) {
+		return usageErrorf("--plot-format: invalid format %q: use %s", p.Format, strings.Join(reports.FigureFormats, ", "))
+	}
+	return nil
+}
+
+// save draws the figures build returns for each format requested and
+// writes them.
+func (p *experimentPlots) save(build func(format string) ([]reports.Figure, error)) error {
+	if p.Plot != "" {
+		format, _ := reports.FigureFormat(p.Plot)
+		figs, err := build(format)
+		if err != nil {
+			return err
+		}
+		if len(figs) == 1 {
+			// SaveCombined would leave the second column of its grid empty.
+			err = atomicfile.Write(p.Plot, func(w io.Writer) error { return reports.WriteFigure(w, figs[0], format) })
+		} else {
+			err = reports.SaveCombined(p.Plot, figs)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if p.Dir != "" {
+		figs, err := build(p.Format)
+		if err != nil {
+			return err
+		}
+		if _, err := reports.SaveFigureDir(p.Dir, "", figs, p.Format); err != nil {
+			return err
+		}
+	}
+	return nil
 }

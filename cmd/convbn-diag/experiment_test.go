@@ -36,12 +36,18 @@ func TestPretrainCommandShort(t *testing.T) {
 	}
 
 	// The checkpoint it wrote feeds simulate.
-	code, stdout, stderr = runCLI(t, "simulate", out, "--steps", "2", "--batch-size", "8", "--images", "32", "--test-images", "10", "--modes", "eval,deploy")
+	figDir := filepath.Join(t.TempDir(), "figures")
+	code, stdout, stderr = runCLI(t, "simulate", out, "--steps", "2", "--batch-size", "8", "--images", "32", "--test-images", "10", "--modes", "eval,deploy", "--plot-dir", figDir, "--plot-format", "svg")
 	if code != exitOK {
 		t.Fatalf("simulate on the new checkpoint: exit status %d, stderr %q", code, stderr)
 	}
 	if !strings.Contains(stdout, "deploy") {
 		t.Errorf("simulate output lacks the deploy row:\n%s", stdout)
+	}
+	for _, name := range []string{"loss.svg", "relative-update.svg"} {
+		if b, err := os.ReadFile(filepath.Join(figDir, name)); err != nil || !bytes.Contains(b, []byte("<svg")) {
+			t.Errorf("figure %s: %d bytes, error %v", name, len(b), err)
+		}
 	}
 }
 
@@ -91,6 +97,7 @@ func TestSimulateCommandBadFlags(t *testing.T) {
 		{"simulate", "--lr", "0"},
 		{"sweep", "--lr-factor", "1"},
 		{"pretrain", "--batch-size", "1"},
+		{"simulate", "--plot", "figure.gif"},
 	} {
 		code, _, stderr := runCLI(t, args...)
 		if code != exitUsage {
@@ -112,8 +119,9 @@ func TestSimulateCommandNotPretrained(t *testing.T) {
 func TestSweepCommandShort(t *testing.T) {
 	requireMNIST(t)
 	js := filepath.Join(t.TempDir(), "sweep.json")
+	fig := filepath.Join(t.TempDir(), "sweep.png")
 	code, stdout, stderr := runCLI(t, "sweep", "--images", "32", "--steps", "8", "--lr-max", "0.2", "--lr-min", "0.001", "--lr-factor", "2",
-		"--power-iterations", "4", "--realistic-images", "64", "--realistic-steps", "5", "--realistic-batch-size", "16", "--json", js)
+		"--power-iterations", "4", "--realistic-images", "64", "--realistic-steps", "5", "--realistic-batch-size", "16", "--json", js, "--plot", fig)
 	if code != exitOK {
 		t.Fatalf("exit status %d, stderr %q", code, stderr)
 	}
@@ -125,6 +133,9 @@ func TestSweepCommandShort(t *testing.T) {
 	b, err := os.ReadFile(js)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if png, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("sweep figure: %d bytes, error %v", len(png), err)
 	}
 	for _, key := range []string{`"full_batch_gd"`, `"hessian_ratio"`, `"one_step_sgd"`, `"realistic"`} {
 		if !bytes.Contains(b, []byte(key)) {

@@ -15,6 +15,7 @@ import (
 	"github.com/convbn-diag/convbn-diag/experiment"
 	"github.com/convbn-diag/convbn-diag/internal/atomicfile"
 	"github.com/convbn-diag/convbn-diag/mnist"
+	"github.com/convbn-diag/convbn-diag/reports"
 )
 
 // simulateOptions are the settings of one simulate run.
@@ -30,6 +31,7 @@ type simulateOptions struct {
 	JSON       string
 	CSV        string
 	Timings    string
+	Plots      experimentPlots
 	Config     experiment.SimulateConfig
 }
 
@@ -91,6 +93,7 @@ time per step per mode.`,
 	f.StringVar(&opts.JSON, "json", "", "write the per-step record as JSON to `FILE`")
 	f.StringVar(&opts.CSV, "csv", "", "write the per-step record as CSV to `FILE`, one row per mode, step and block")
 	f.StringVar(&opts.Timings, "timings", "", "write wall-clock times per mode as JSON to `FILE`")
+	opts.Plots.addFlags(cmd, reports.FigureLoss+", "+reports.FigureRelativeUpdate)
 	return cmd
 }
 
@@ -111,6 +114,9 @@ func (o *simulateOptions) parse() error {
 	}
 	if err := o.Config.Validate(); err != nil {
 		return usageErrorf("%v", err)
+	}
+	if err := o.Plots.validate(); err != nil {
+		return err
 	}
 	if o.Images < o.Config.BatchSize || o.TestImages < 1 {
 		return usageErrorf("--images %d must be at least --batch-size %d, and --test-images at least 1", o.Images, o.Config.BatchSize)
@@ -163,6 +169,10 @@ func simulateRun(opts *simulateOptions) error {
 		if err := atomicfile.Write(wr.path, wr.write); err != nil {
 			return &exitError{code: exitFailure, err: err}
 		}
+	}
+	err = opts.Plots.save(func(format string) ([]reports.Figure, error) { return reports.NewSimulationFigures(sim, format) })
+	if err != nil {
+		return &exitError{code: exitFailure, err: err}
 	}
 	printSimulation(opts.IO.Out, sim)
 	return nil

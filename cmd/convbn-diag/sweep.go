@@ -11,6 +11,7 @@ import (
 	"github.com/convbn-diag/convbn-diag/experiment"
 	"github.com/convbn-diag/convbn-diag/internal/atomicfile"
 	"github.com/convbn-diag/convbn-diag/mnist"
+	"github.com/convbn-diag/convbn-diag/reports"
 )
 
 // sweepOptions are the settings of one sweep run.
@@ -20,6 +21,7 @@ type sweepOptions struct {
 	Checkpoint string
 	MNIST      string
 	JSON       string
+	Plots      experimentPlots
 
 	Images          int // full-batch source images
 	GD              experiment.GDConfig
@@ -86,6 +88,9 @@ or ends above it (mini-batch runs: the mean of the last 5 losses).`,
 			if opts.Images < 2 || !(opts.StepLR > 0) || opts.RealisticSteps < 5 || opts.RealisticBatch < 2 || opts.RealisticImages < opts.RealisticBatch {
 				return usageErrorf("need --images ≥ 2, --step-lr > 0, --realistic-steps ≥ 5 and 2 ≤ --realistic-batch-size ≤ --realistic-images")
 			}
+			if err := opts.Plots.validate(); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -107,6 +112,7 @@ or ends above it (mini-batch runs: the mean of the last 5 losses).`,
 	f.IntVar(&opts.RealisticImages, "realistic-images", opts.RealisticImages, "training images of digits 5–9 for the realistic sweep")
 	f.IntVar(&opts.RealisticSteps, "realistic-steps", opts.RealisticSteps, "mini-batch steps per realistic trial")
 	f.IntVar(&opts.RealisticBatch, "realistic-batch-size", opts.RealisticBatch, "images per realistic step")
+	opts.Plots.addFlags(cmd, reports.FigureLRSweep)
 	return cmd
 }
 
@@ -168,6 +174,13 @@ func sweepRun(opts *sweepOptions) error {
 		if err := atomicfile.Write(opts.JSON, func(wr io.Writer) error { return writeJSON(wr, res) }); err != nil {
 			return fail(err)
 		}
+	}
+	err = opts.Plots.save(func(format string) ([]reports.Figure, error) {
+		fig, err := reports.NewSweepFigure(res.GD, format)
+		return []reports.Figure{fig}, err
+	})
+	if err != nil {
+		return fail(err)
 	}
 	printSweep(opts.IO.Out, res)
 	return nil
