@@ -78,8 +78,9 @@ type ModeRun struct {
 	TestAccuracy Float       `json:"test_accuracy"`
 	TestLoss     Float       `json:"test_loss"`
 	Steps        []StepStats `json:"steps"`
-	// BytesHeld is what the ConvBN blocks kept for backward on each step
-	// (activation- and parameter-sized tensors), the same every step.
+	// BytesHeld is the number of bytes the ConvBN blocks keep for backward
+	// on each step (activation- and parameter-sized tensors), the same on
+	// every step.
 	BytesHeld int64 `json:"bytes_held"`
 
 	elapsed time.Duration
@@ -233,68 +234,38 @@ func simulateMode[T nn.Float](cfg SimulateConfig, mode convbn.Mode, w *Weights, 
 		return nil, err
 	}
 	params := net.Params()
-	blocks := net.Blocks()
 	if cfg.ConvOnly {
 		params = params[:0]
-		for _, b := range blocks {
+		for _, b := range net.Blocks() {
 			params = append(params, b.Params()[0])
 		}
 	}
+
 	run := &ModeRun{Mode: mode}
 	x := nn.NewTensor[T](cfg.BatchSize, 1, mnist.Side, mnist.Side)
 	start := time.Now()
 	var firstLoss float64
 	for step, idx := range order {
 		labels := mnist.Batch(train, idx, x.Data)
-		before := make([][]float64, len(blocks))
-		for i, b := range blocks {
-			before[i] = fusedWeight(b)
-		}
-		net.ZeroGrad()
-		logits, err := net.Forward(x)
+		st, held, err := trainStep(net, x, labels, opt, params, step+1, firstLoss)
 		if err != nil {
 			return nil, fmt.Errorf("step %d: %w", step+1, err)
 		}
-		var held int64
-		for _, b := range blocks {
-			held += b.Held().Bytes
+		if step == 0 {
+			firstLoss = float64(st.Loss)
 		}
 		run.BytesHeld = held
-		loss, grad, err := nn.SoftmaxCrossEntropy(logits, labels)
-		if err != nil {
-			return nil, fmt.Errorf("step %d: %w", step+1, err)
-		}
-		st := StepStats{Step: step + 1, Loss: Float(loss), Accuracy: Float(accuracy(logits, labels))}
-		if step == 0 {
-			firstLoss = loss
-		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) || loss >= DivergenceFactor*firstLoss {
+		run.Steps = append(run.Steps, st)
+		if st.Layers == nil {
 			run.DivergedStep = step + 1
-			run.Steps = append(run.Steps, st)
 			break
 		}
-		if _, err := net.Backward(grad); err != nil {
-			return nil, fmt.Errorf("step %d: %w", step+1, err)
-		}
-		for _, b := range blocks {
-			st.Layers = append(st.Layers, LayerStats{Block: b.Name, WeightNorm: Float(nn.Norm(b.Weight)), WeightGradNorm: Float(nn.Norm(b.WeightGrad))})
-		}
-		opt.Step(params)
-		for i, b := range blocks {
-			after := fusedWeight(b)
-			norm := nn.Norm(before[i])
-			for j := range after {
-				after[j] -= before[i][j]
-			}
-			st.Layers[i].FusedWeightNorm = Float(norm)
-			st.Layers[i].RelativeUpdate = Float(nn.Norm(after) / norm)
-		}
-		run.Steps = append(run.Steps, st)
 		if progress != nil {
 			progress(mode, step+1)
 		}
 	}
 	run.elapsed = time.Since(start)
+
 	run.TestAccuracy, run.TestLoss = Float(math.NaN()), Float(math.NaN())
 	if run.DivergedStep == 0 {
 		acc, loss, err := evaluateNet(net, test)
@@ -304,6 +275,58 @@ func simulateMode[T nn.Float](cfg SimulateConfig, mode convbn.Mode, w *Weights, 
 		run.TestAccuracy, run.TestLoss = Float(acc), Float(loss)
 	}
 	return run, nil
+}
+
+// trainStep runs one step on the batch x and returns its statistics and
+// the bytes the blocks held for backward. When the loss diverges (see
+// DivergenceFactor; firstLoss is 0 on the first step) it skips the update
+// and returns statistics without Layers.
+func trainStep[T nn.Float](net *convbn.Net[T], x *nn.Tensor[T], labels []int, opt nn.Optimizer[T], params []*nn.Param[T], step int, firstLoss float64) (StepStats, int64, error) {
+	blocks := net.Blocks()
+	before := make([][]float64, len(blocks))
+	for i, b := range blocks {
+		before[i] = fusedWeight(b)
+	}
+
+	net.ZeroGrad()
+	logits, err := net.Forward(x)
+	if err != nil {
+		return StepStats{}, 0, err
+	}
+	var held int64
+	for _, b := range blocks {
+		held += b.Held().Bytes
+	}
+	loss, grad, err := nn.SoftmaxCrossEntropy(logits, labels)
+	if err != nil {
+		return StepStats{}, 0, err
+	}
+	st := StepStats{Step: step, Loss: Float(loss), Accuracy: Float(accuracy(logits, labels))}
+	if step == 1 {
+		firstLoss = loss
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || loss >= DivergenceFactor*firstLoss {
+		return st, held, nil
+	}
+
+	if _, err := net.Backward(grad); err != nil {
+		return StepStats{}, 0, err
+	}
+	for _, b := range blocks {
+		st.Layers = append(st.Layers, LayerStats{Block: b.Name, WeightNorm: Float(nn.Norm(b.Weight)), WeightGradNorm: Float(nn.Norm(b.WeightGrad))})
+	}
+	opt.Step(params)
+
+	for i, b := range blocks {
+		after := fusedWeight(b)
+		norm := nn.Norm(before[i])
+		for j := range after {
+			after[j] -= before[i][j]
+		}
+		st.Layers[i].FusedWeightNorm = Float(norm)
+		st.Layers[i].RelativeUpdate = Float(nn.Norm(after) / norm)
+	}
+	return st, held, nil
 }
 
 // fusedWeight returns the block's W' = ω·W in float64: its weight in

@@ -31,7 +31,8 @@ var modeColors = map[convbn.Mode]color.Color{
 	convbn.Train: colorGrey, convbn.Eval: colorBlue, convbn.Tune: colorGreen, convbn.Deploy: colorVermillion,
 }
 
-// blockDashes tells blocks apart in the relative-update figure.
+// blockDashes are the dash patterns that distinguish blocks in the
+// relative-update figure.
 var blockDashes = [][]vg.Length{nil, {vg.Points(5), vg.Points(3)}, {vg.Points(1.5), vg.Points(2)}, {vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)}}
 
 // log10Points returns (x, log₁₀ y) for the finite, positive y.

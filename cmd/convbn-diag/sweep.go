@@ -34,7 +34,7 @@ type sweepOptions struct {
 	AdamGrid        experiment.Grid
 }
 
-// sweepResult is what --json writes.
+// sweepResult is the document that --json writes.
 type sweepResult struct {
 	GD        *experiment.GDSweep          `json:"full_batch_gd"`
 	StepSGD   *experiment.StepCheck        `json:"one_step_sgd"`
