@@ -30,11 +30,11 @@ type SimulateConfig struct {
 }
 
 // DefaultSimulateConfig returns the default run: 150 SGD steps of 64
-// images with momentum 0.9 at η = 0.05, in all four modes.
+// images with momentum 0.9 at η = 0.01, in all four modes.
 func DefaultSimulateConfig() SimulateConfig {
 	return SimulateConfig{
 		Modes: []convbn.Mode{convbn.Train, convbn.Eval, convbn.Tune, convbn.Deploy},
-		Steps: 150, BatchSize: 64, Optimizer: "sgd", LR: 0.05, Momentum: 0.9, Seed: 1,
+		Steps: 150, BatchSize: 64, Optimizer: "sgd", LR: 0.01, Momentum: 0.9, Seed: 1,
 	}
 }
 
