@@ -146,6 +146,12 @@ func (fb *fullBatch) descend(lr float64, steps int) (Trial, error) {
 // central differences of gradients: Hv ≈ (g(w + hv) − g(w − hv))/(2h)
 // for unit v and h = 1e-4·max(1, ‖w‖/√n). It returns the estimate and its
 // relative change over the last iteration.
+//
+// NOTE: steps of size h cross ReLU and max-pool kinks, so the estimate is
+// the curvature smoothed over that scale. It exceeded PyTorch's exact
+// double-backward λ_max by about 1% in Eval and 6% in fused coordinates
+// on 64 MNIST images; a much smaller h makes single kink crossings
+// dominate and the estimate erratic.
 func (fb *fullBatch) lambdaMax(iterations int, seed uint64) (lambda, residual float64, err error) {
 	w0 := fb.weights()
 	defer fb.setWeights(w0)
