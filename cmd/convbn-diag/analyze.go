@@ -73,7 +73,8 @@ barely trains it.
 
 Readable formats: PyTorch zip checkpoints (torch.save since 1.6) and legacy
 PyTorch pickles, as state dicts, training checkpoints or whole pickled
-nn.Modules. Nothing in a file is executed.
+nn.Modules; TorchScript archives; safetensors; ONNX. Nothing in a file is
+executed.
 
 Exit status: 0 when every file was analyzed; 1 when a file could not be
 read or analyzed (the others are still reported); 2 for invalid flags or
