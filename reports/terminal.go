@@ -124,19 +124,21 @@ func writeTerminalModel(ew *errWriter, m *analysis.ModelReport, width int, opt a
 	for _, line := range SummaryLines(m.Summary) {
 		ew.wrap(width, "  ", line)
 	}
-	for _, u := range m.Unpaired {
-		ew.wrap(width, "  ", fmt.Sprintf("unpaired %s %s: %s", u.Kind, u.Name, u.Reason))
-	}
-	for _, a := range m.Ambiguous {
-		ew.wrap(width, "  ", fmt.Sprintf("ambiguous %s (candidates %s): %s", a.Name, strings.Join(a.Candidates, ", "), a.Reason))
-	}
-	for _, n := range m.Notes {
-		ew.wrap(width, "  ", "note: "+n)
-	}
+	// Flags and model notes (such as "already fused") come before the
+	// lists of unpaired modules, which can be long.
 	for _, l := range m.Layers {
 		if line := FlaggedChannels(l); line != "" {
 			ew.wrap(width, "  ", fmt.Sprintf("flags on %s: %s", l.Conv, line))
 		}
+	}
+	for _, n := range m.Notes {
+		ew.wrap(width, "  ", "note: "+n)
+	}
+	for _, a := range m.Ambiguous {
+		ew.wrap(width, "  ", fmt.Sprintf("ambiguous %s (candidates %s): %s", a.Name, strings.Join(a.Candidates, ", "), a.Reason))
+	}
+	for _, u := range m.Unpaired {
+		ew.wrap(width, "  ", fmt.Sprintf("unpaired %s %s: %s", u.Kind, u.Name, u.Reason))
 	}
 	for _, l := range m.Layers {
 		for _, n := range l.Notes {

@@ -8,7 +8,7 @@ import (
 )
 
 // TestAnalyzeRealCheckpoints runs analyze through the command line on every
-// PyTorch checkpoint beside the repository and checks the pair count and ε
+// checkpoint beside the repository and checks the pair count and ε
 // of each, as documented by the projects that wrote them.
 func TestAnalyzeRealCheckpoints(t *testing.T) {
 	dir := sharedCheckpoints(t)
@@ -25,6 +25,11 @@ func TestAnalyzeRealCheckpoints(t *testing.T) {
 		{"ulfd_version-RFB-320.pth", 35, 1e-5, false},
 		{"kuangliu_style_ckpt_convbias.pth", 5, 1e-5, true},
 		{"linear_bn1d_tabular_densenet.pth", 0, 1e-5, false},
+		{"tinygrad_mnist_conv_relu_bn.safetensors", 0, 1e-5, false},
+		{"silero_vad_micro.jit", 3, 1e-5, false},
+		// ONNX stores ε as float32, so 1e-5 reads back as 9.99999974738e-06.
+		{"ulfd_version-RFB-320.onnx", 35, float64(float32(1e-5)), false},
+		{"ulfd_version-RFB-320_simplified.onnx", 0, 1e-5, false},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -63,6 +68,9 @@ func TestAnalyzeRealCheckpoints(t *testing.T) {
 				if n := len([]rune(line)); n > 120 {
 					t.Errorf("table line %d is %d characters wide: %q", i+1, n, line)
 				}
+			}
+			if c.pairs == 0 && strings.HasSuffix(c.file, ".onnx") && !strings.Contains(stdout, "already fused") {
+				t.Errorf("table does not say that the graph is already fused")
 			}
 			if c.prefix && !strings.Contains(stdout, `"module."`) {
 				t.Errorf("table does not report the stripped module. prefix")
