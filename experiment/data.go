@@ -51,9 +51,9 @@ func span(n int) []int {
 	return idx
 }
 
-// batchOrder returns steps batches of size indices into a set of n images:
-// successive seeded permutations, cut into batches, so that every mode of a
-// run sees the same batches in the same order.
+// batchOrder returns steps batches of size indices into a set of n images.
+// The batches cut successive seeded permutations, so every mode of a run
+// trains on the same batches in the same order.
 func batchOrder(n, size, steps int, seed uint64) ([][]int, error) {
 	if size < 1 || size > n {
 		return nil, fmt.Errorf("batch size %d does not fit %d images", size, n)

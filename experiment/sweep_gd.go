@@ -9,10 +9,10 @@ import (
 	"github.com/convbn-diag/convbn-diag/nn"
 )
 
-// GDConfig sets the sweep under the assumptions of the stability analysis:
-// full-batch gradient descent on a fixed set of source images, from the
-// pretrained point, training only the conv weights (W in Eval mode, W' in
-// Deploy mode) with γ, β and the head frozen, in float64.
+// GDConfig sets the sweep under the assumptions of the stability analysis.
+// It runs full-batch gradient descent in float64 on a fixed set of source
+// images from the pretrained point. Only the conv weights train (W in Eval
+// mode, W' in Deploy mode), and γ, β and the head stay frozen.
 type GDConfig struct {
 	Grid  Grid
 	Steps int
@@ -150,7 +150,7 @@ func (fb *fullBatch) descend(lr float64, steps int) (Trial, error) {
 // NOTE: steps of size h cross ReLU and max-pool kinks, so the estimate is
 // the curvature smoothed over that scale. It exceeded PyTorch's exact
 // double-backward λ_max by about 1% in Eval and 6% in fused coordinates
-// on 64 MNIST images; a much smaller h makes single kink crossings
+// on 64 MNIST images. A much smaller h makes single kink crossings
 // dominate and the estimate erratic.
 func (fb *fullBatch) lambdaMax(iterations int, seed uint64) (lambda, residual float64, err error) {
 	w0 := fb.weights()

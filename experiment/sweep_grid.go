@@ -79,9 +79,9 @@ func (g *Grid) descend(mode string, try func(lr float64) (Trial, error)) (*ModeS
 	return ms, nil
 }
 
-// judge turns a loss trajectory into a Trial. losses stops at the first
-// non-finite loss or the first that reaches DivergenceFactor × the first;
-// tail is how many final losses are averaged for the end-of-run loss.
+// judge turns a loss trajectory into a Trial. The losses end at the first
+// non-finite loss or the first that reaches DivergenceFactor × the first.
+// The end-of-run loss is the mean of the last tail losses.
 func judge(lr float64, losses []float64, tail int) Trial {
 	t := Trial{LR: lr, Steps: len(losses), FirstLoss: Float(losses[0])}
 	last := losses[len(losses)-1]

@@ -125,7 +125,7 @@ func TestTorchForwardAndHessian(t *testing.T) {
 	// kinks, so it measures curvature smoothed over a scale h, which
 	// PyTorch's almost-everywhere Hessian leaves out. On these 64 images
 	// that adds about 1% to λ_max in Eval coordinates and 6% in fused
-	// coordinates; the 10% tolerance covers that bias, not noise.
+	// coordinates, and the 10% tolerance is there for that bias.
 	for _, c := range []struct {
 		mode convbn.Mode
 		want float64
