@@ -163,6 +163,7 @@ func (fb *fullBatch) lambdaMax(iterations int, seed uint64) (lambda, residual fl
 		v[i] = rng.NormFloat64()
 	}
 	scale(v, 1/nn.Norm(v))
+
 	prev := math.NaN()
 	probe := make([]float64, n)
 	for range iterations {
@@ -182,6 +183,7 @@ func (fb *fullBatch) lambdaMax(iterations int, seed uint64) (lambda, residual fl
 		if err != nil {
 			return 0, 0, err
 		}
+
 		hv := gPlus
 		for i := range hv {
 			hv[i] = (gPlus[i] - gMinus[i]) / (2 * h)
@@ -191,6 +193,7 @@ func (fb *fullBatch) lambdaMax(iterations int, seed uint64) (lambda, residual fl
 			rayleigh += hv[i] * v[i]
 		}
 		residual = math.Abs(rayleigh-prev) / math.Abs(rayleigh)
+
 		prev = rayleigh
 		norm := nn.Norm(hv)
 		if norm == 0 {
