@@ -89,10 +89,13 @@ type ModeRun struct {
 // StepStats is one training step: the batch loss and accuracy before the
 // update and the per-layer norms.
 type StepStats struct {
-	Step     int          `json:"step"`
-	Loss     Float        `json:"loss"`
-	Accuracy Float        `json:"accuracy"`
-	Layers   []LayerStats `json:"layers"`
+	Step     int   `json:"step"`
+	Loss     Float `json:"loss"`
+	Accuracy Float `json:"accuracy"`
+	// BytesHeld is the number of bytes the ConvBN blocks held between this
+	// step's forward and backward passes.
+	BytesHeld int64        `json:"bytes_held"`
+	Layers    []LayerStats `json:"layers"`
 }
 
 // LayerStats are one block's norms on one step. WeightNorm and
@@ -301,7 +304,7 @@ func trainStep[T nn.Float](net *convbn.Net[T], x *nn.Tensor[T], labels []int, op
 	if err != nil {
 		return StepStats{}, 0, err
 	}
-	st := StepStats{Step: step, Loss: Float(loss), Accuracy: Float(accuracy(logits, labels))}
+	st := StepStats{Step: step, Loss: Float(loss), Accuracy: Float(accuracy(logits, labels)), BytesHeld: held}
 	if step == 1 {
 		firstLoss = loss
 	}

@@ -59,6 +59,9 @@ func TestSimulateRecordsHeldBytes(t *testing.T) {
 			t.Errorf("%s: bytes held %d, want %d", r.Mode, r.BytesHeld, want[r.Mode])
 		}
 		for _, st := range r.Steps {
+			if st.BytesHeld != want[r.Mode] {
+				t.Errorf("%s step %d: bytes held %d, want %d", r.Mode, st.Step, st.BytesHeld, want[r.Mode])
+			}
 			for _, l := range st.Layers {
 				if u := float64(l.RelativeUpdate); !(u > 0) || math.IsInf(u, 0) {
 					t.Errorf("%s step %d %s: relative update %v, want positive and finite", r.Mode, st.Step, l.Block, u)

@@ -190,7 +190,7 @@ func writeSimulationCSV(w io.Writer, sim *experiment.Simulation) error {
 	cw.Write([]string{"mode", "step", "loss", "accuracy", "bytes_held", "block", "weight_norm", "weight_grad_norm", "fused_weight_norm", "relative_update"})
 	for _, r := range sim.Runs {
 		for _, st := range r.Steps {
-			head := []string{r.Mode.String(), strconv.Itoa(st.Step), st.Loss.String(), st.Accuracy.String(), strconv.FormatInt(r.BytesHeld, 10)}
+			head := []string{r.Mode.String(), strconv.Itoa(st.Step), st.Loss.String(), st.Accuracy.String(), strconv.FormatInt(st.BytesHeld, 10)}
 			if len(st.Layers) == 0 { // the step on which the run diverged
 				cw.Write(append(head, "", "", "", "", ""))
 				continue
