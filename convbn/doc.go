@@ -10,4 +10,13 @@
 // channel counts. Every pair records its evidence, every unpaired conv or
 // BatchNorm records why, and cases the evidence cannot settle are reported
 // as ambiguous rather than guessed.
+//
+// The package also holds an instrumented ConvBN block (Block) that runs in
+// the four modes: Train (batch statistics), Eval (frozen running
+// statistics, BatchNorm kept apart), Deploy (BatchNorm folded into W' and
+// b', which are trained directly) and Tune (folded again at every step from
+// W, b, γ and β, whose gradients are kept). A Recorder attached to a block
+// receives per step the norms of W, γ, W' and their gradients and the
+// bytes each mode holds for backward. NewBlockFromPair builds a block from
+// a discovered pair's tensors.
 package convbn
