@@ -1,0 +1,125 @@
+"""Shared helpers for the convbn-diag notebooks.
+
+The notebooks drive the convbn-diag binary and read its JSON and CSV. This
+module finds or builds the binary, runs it, and gives every notebook a
+temporary folder for the files the tool writes, so executing a notebook
+never writes into the repository.
+"""
+
+import atexit
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+"""Repository root: the folder above notebooks/."""
+
+WORKDIR = pathlib.Path(tempfile.mkdtemp(prefix="convbn-notebook-"))
+"""Temporary folder for the binary and every file the tool writes; removed at exit."""
+
+atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
+
+_binary = None
+
+
+def binary():
+    """Return the path of the convbn-diag binary.
+
+    The environment variable CONVBN_DIAG names an existing binary. Without
+    it, `go build` compiles ./cmd/convbn-diag into WORKDIR once per kernel.
+    """
+    global _binary
+    if _binary is not None:
+        return _binary
+    named = os.environ.get("CONVBN_DIAG")
+    if named:
+        path = pathlib.Path(named).expanduser().resolve()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise FileNotFoundError(
+                f"CONVBN_DIAG={named!r} is not an executable file; "
+                "unset it to build the tool with go build, or point it at a built binary"
+            )
+        _binary = str(path)
+        return _binary
+    if shutil.which("go") is None:
+        raise FileNotFoundError(
+            "go not found on PATH: install Go 1.26 or set CONVBN_DIAG to a built convbn-diag binary"
+        )
+    target = WORKDIR / "convbn-diag"
+    subprocess.run(
+        ["go", "build", "-o", str(target), "./cmd/convbn-diag"],
+        cwd=REPO,
+        check=True,
+    )
+    _binary = str(target)
+    return _binary
+
+
+def run(*args, ok=(0,)):
+    """Run convbn-diag with args in WORKDIR and return its standard output.
+
+    A nonzero exit status outside ok raises RuntimeError with the tool's
+    standard error, so a failing command fails the notebook cell.
+    """
+    command = [binary(), *map(str, args)]
+    result = subprocess.run(command, cwd=WORKDIR, capture_output=True, text=True)
+    if result.returncode not in ok:
+        raise RuntimeError(
+            f"{' '.join(command[1:])} exited with status {result.returncode}:\n{result.stderr}"
+        )
+    return result.stdout
+
+
+def run_json(*args, ok=(0,)):
+    """Run convbn-diag with args and parse its standard output as JSON."""
+    return json.loads(run(*args, ok=ok))
+
+
+def output(name):
+    """Return the path of a file called name inside WORKDIR."""
+    return str(WORKDIR / name)
+
+
+def checkpoints_dir():
+    """Return the folder of real checkpoints, or None when it is absent.
+
+    CONVBN_CHECKPOINTS overrides the default, ../shared/checkpoints beside
+    the repository.
+    """
+    folder = pathlib.Path(
+        os.environ.get("CONVBN_CHECKPOINTS", REPO.parent / "shared" / "checkpoints")
+    )
+    return folder if folder.is_dir() else None
+
+
+def read_safetensors(path):
+    """Read a safetensors file into a dict of float64 numpy arrays.
+
+    Only the float dtypes the fuse command writes (F16, BF16, F32, F64) are
+    converted; other tensors are skipped.
+    """
+    import numpy as np
+
+    data = pathlib.Path(path).read_bytes()
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_size])
+    body = data[8 + header_size :]
+    dtypes = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = body[start:end]
+        if info["dtype"] in dtypes:
+            values = np.frombuffer(raw, dtype=dtypes[info["dtype"]]).astype(np.float64)
+        elif info["dtype"] == "BF16":
+            bits = np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16
+            values = bits.view(np.float32).astype(np.float64)
+        else:
+            continue
+        tensors[name] = values.reshape(info["shape"])
+    return tensors
