@@ -1,40 +1,21 @@
 package analysis
 
 import (
-	"errors"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 	"github.com/convbn-diag/convbn-diag/convbn"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // checkpointDir returns the shared folder of real checkpoints, found next
 // to the module root, or skips the test when it is absent.
 func checkpointDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	ckpt := filepath.Join(dir, "..", "shared", "checkpoints")
-	if _, err := os.Stat(ckpt); errors.Is(err, os.ErrNotExist) {
-		t.Skipf("real checkpoints not found at %s", ckpt)
-	}
-	return ckpt
+	return testenv.SharedCheckpoints(t)
 }
 
 // realFile is one real checkpoint and the ε its BatchNorms use.

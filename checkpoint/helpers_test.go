@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // torchPython is the interpreter that has torch; the python3 on PATH may not.
@@ -17,31 +19,14 @@ const torchPython = "/usr/bin/python3"
 // moduleRoot returns the directory holding go.mod.
 func moduleRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testenv.ModuleRoot(t)
 }
 
 // realCheckpoint returns the path of a file in the shared checkpoint folder
 // beside the repository, skipping the test when the folder is absent.
 func realCheckpoint(t testing.TB, name string) string {
 	t.Helper()
-	dir := filepath.Join(moduleRoot(t), "..", "shared", "checkpoints")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("real checkpoints not available: %s is missing", dir)
-	}
-	return filepath.Join(dir, name)
+	return testenv.Checkpoint(t, name)
 }
 
 var (

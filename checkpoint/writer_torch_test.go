@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // systemPython is the interpreter that can import torch. The python3 on
@@ -21,15 +23,7 @@ const systemPython = "/usr/bin/python3"
 // environment variable is set, in which case the test fails.
 func requireTorch(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(systemPython, "-c", "import torch").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "PyTorch reference unavailable: " + systemPython + " -c 'import torch' failed: " + strings.TrimSpace(string(out))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.RequirePython(t, "torch")
 }
 
 // runPython runs script with the system interpreter and args and returns

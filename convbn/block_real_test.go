@@ -2,11 +2,10 @@ package convbn
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 	"github.com/convbn-diag/convbn-diag/nn"
 )
 
@@ -14,25 +13,7 @@ import (
 // beside the repository, or skips the test when the folder is absent.
 func realCheckpointPath(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-	folder := filepath.Join(dir, "..", "shared", "checkpoints")
-	if _, err := os.Stat(folder); err != nil {
-		t.Skipf("real checkpoints not available: %s is missing", folder)
-	}
-	return filepath.Join(folder, name)
+	return testenv.Checkpoint(t, name)
 }
 
 // TestRealResNet20Modes runs every ConvBN pair of a trained CIFAR ResNet-20

@@ -8,25 +8,13 @@ import (
 	"testing"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // pairsModuleRoot returns the directory holding go.mod.
 func pairsModuleRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testenv.ModuleRoot(t)
 }
 
 // openRealCheckpoint opens a real checkpoint from the shared checkpoints

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // torchPython is Debian's interpreter, the one that has torch installed.
@@ -21,15 +22,7 @@ const torchPython = "/usr/bin/python3"
 // silently.
 func requireTorchvision(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(torchPython, "-c", "import torch, torchvision").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "torch and torchvision are needed: " + torchPython + " -c 'import torch, torchvision' failed: " + err.Error() + ": " + string(out)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.RequirePython(t, "torch", "torchvision")
 }
 
 // torchvisionArch is one architecture's entry in the script's pairs.json.

@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/convbn-diag/convbn-diag/checkpoint"
 	"github.com/convbn-diag/convbn-diag/examples/internal/flagsnet"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // systemPython is the interpreter that can import torch. The python3 on
@@ -24,15 +24,7 @@ const systemPython = "/usr/bin/python3"
 // environment variable is set, in which case the test fails.
 func requireTorch(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(systemPython, "-c", "import torch").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "PyTorch reference unavailable: " + systemPython + " -c 'import torch' failed: " + strings.TrimSpace(string(out))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.RequirePython(t, "torch")
 }
 
 // flagsTorchScript loads the example with torch.load(weights_only=True),

@@ -8,11 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/convbn-diag/convbn-diag/convbn"
 	"github.com/convbn-diag/convbn-diag/examples"
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 	"github.com/convbn-diag/convbn-diag/nn"
 )
 
@@ -24,15 +24,7 @@ const systemPython = "/usr/bin/python3"
 // environment variable is set, in which case the test fails.
 func requireTorch(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command(systemPython, "-c", "import torch").CombinedOutput()
-	if err == nil {
-		return
-	}
-	msg := "PyTorch reference unavailable: " + systemPython + " -c 'import torch' failed: " + strings.TrimSpace(string(out))
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.RequirePython(t, "torch")
 }
 
 // torchReference is what testdata/mnist_reference.py prints.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // runCLI runs convbn-diag with args and returns the exit status and the
@@ -22,14 +24,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // repository, or skips the test when it is absent.
 func sharedCheckpoints(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "checkpoints"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("real checkpoints not found at %s: %v", dir, err)
-	}
-	return dir
+	return testenv.SharedCheckpoints(t)
 }
 
 func TestAnalyzeFlagsParsed(t *testing.T) {

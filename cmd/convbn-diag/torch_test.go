@@ -1,23 +1,19 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/convbn-diag/convbn-diag/internal/testenv"
 )
 
 // requireTorch skips the test when Debian's PyTorch is not installed, except
 // under CI (CI set), where a missing reference is a failure.
 func requireTorch(t *testing.T) {
 	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PyTorch is required under CI: /usr/bin/python3 -c 'import torch': %v", err)
-		}
-		t.Skipf("PyTorch not available (/usr/bin/python3 -c 'import torch': %v); apt-get install python3-torch", err)
-	}
+	testenv.RequirePython(t, "torch")
 }
 
 // runPython runs a Python script with Debian's interpreter.
