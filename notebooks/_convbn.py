@@ -18,7 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 """Repository root: the folder above notebooks/."""
 
 WORKDIR = pathlib.Path(tempfile.mkdtemp(prefix="convbn-notebook-"))
-"""Temporary folder for the binary and every file the tool writes; removed at exit."""
+"""Temporary folder for the binary and the tool's output files, removed when the kernel exits."""
 
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)
 
@@ -76,6 +76,43 @@ def run(*args, ok=(0,)):
 def run_json(*args, ok=(0,)):
     """Run convbn-diag with args and parse its standard output as JSON."""
     return json.loads(run(*args, ok=ok))
+
+
+def flag_defaults(command):
+    """Return {flag: default} parsed from `convbn-diag COMMAND --help`.
+
+    Flags whose help shows no default are left out; the values stay strings.
+    """
+    import re
+
+    pattern = re.compile(r"^\s+(?:-\w, )?--([\w-]+)\b.*\(default ([^)]*)\)\s*$", re.M)
+    return dict(pattern.findall(run(command, "--help")))
+
+
+def settings(command, chosen):
+    """Return a table of the flags in chosen next to COMMAND's defaults.
+
+    chosen is a flat list of flags and values as passed to run, such as
+    ["--steps", 40]; a boolean flag written as --name=false counts too.
+    """
+    import pandas as pd
+
+    defaults = flag_defaults(command)
+    rows, items = [], [str(item) for item in chosen]
+    i = 0
+    while i < len(items):
+        name = items[i].lstrip("-")
+        if "=" in name:
+            name, value = name.split("=", 1)
+            i += 1
+        elif i + 1 < len(items) and not items[i + 1].startswith("--"):
+            value = items[i + 1]
+            i += 2
+        else:
+            value = "true"
+            i += 1
+        rows.append({"flag": "--" + name, "this notebook": value, "default": defaults.get(name, "not set")})
+    return pd.DataFrame(rows)
 
 
 def output(name):
