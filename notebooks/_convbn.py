@@ -115,6 +115,19 @@ def settings(command, chosen):
     return pd.DataFrame(rows)
 
 
+def link(path):
+    """Link path into WORKDIR under its base name and return that name.
+
+    Commands run in WORKDIR, so passing the returned name keeps this
+    machine's folders out of the tool's output and the committed notebooks.
+    """
+    source = pathlib.Path(path).resolve()
+    target = WORKDIR / source.name
+    if not target.exists():
+        target.symlink_to(source)
+    return source.name
+
+
 def output(name):
     """Return the path of a file called name inside WORKDIR."""
     return str(WORKDIR / name)
