@@ -82,9 +82,40 @@ func weightNorms(file string, conv *convbn.Conv, groups int, channels []Channel,
 		innerLen = rowLen / outPerGroup
 	}
 
-	var buf []float64
+	// segLen is the run of consecutive elements that belongs to one output
+	// channel: a whole row, or for a transposed conv one of its
+	// outPerGroup slices.
+	segLen := rowLen
+	if conv.Transposed {
+		segLen = innerLen
+	}
+
+	var buf, sums []float64
 	for lo := 0; lo < rows; lo += perChunk {
 		hi := min(lo+perChunk, rows)
+
+		// Fast path: float32 weights summed as they are read. Float32
+		// squares neither overflow nor underflow in float64, so only a
+		// non-finite sum sends the chunk down the general path below.
+		if segLen > 0 {
+			sums = resizeFloats(sums, (hi-lo)*rowLen/segLen)
+			ok, err := w.SegmentSumSquares(lo*rowLen, hi*rowLen, segLen, sums)
+			if err != nil {
+				return fmt.Errorf("%s: conv %s: %w", file, conv.Name, err)
+			}
+			if ok && allFinite(sums) {
+				for k, sum := range sums {
+					if !conv.Transposed {
+						plain[lo+k] += sum
+						continue
+					}
+					i, j := lo+k/outPerGroup, k%outPerGroup
+					plain[(i/inPerGroup)*outPerGroup+j] += sum
+				}
+				continue
+			}
+		}
+
 		x, err := readRows(w, lo, hi, buf)
 		if err != nil {
 			return fmt.Errorf("%s: conv %s: %w", file, conv.Name, err)
@@ -144,4 +175,23 @@ func sumSquares(xs []float64) float64 {
 		s0 += xs[i] * xs[i]
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// resizeFloats returns xs with length n, reallocated when its capacity is
+// short.
+func resizeFloats(xs []float64, n int) []float64 {
+	if cap(xs) < n {
+		return make([]float64, n)
+	}
+	return xs[:n]
+}
+
+// allFinite reports whether every element of xs is finite.
+func allFinite(xs []float64) bool {
+	for _, x := range xs {
+		if !isFinite(x) {
+			return false
+		}
+	}
+	return true
 }

@@ -245,6 +245,19 @@ func (s *Storage) readInto(lo, hi int64, dst []float64) error {
 	if size == 0 {
 		return fmt.Errorf("storage %s has dtype %s, which cannot be read as numbers", s.Key, s.DType)
 	}
+	buf, err := s.readBytes(lo, hi)
+	if err != nil {
+		return err
+	}
+	defer readBuffers.Put(&buf)
+	return decodeInto(dst, buf, s.DType, s.order)
+}
+
+// readBytes reads the raw bytes of file-storage elements [lo, hi) into a
+// buffer from readBuffers, which the caller returns with
+// readBuffers.Put(&buf) once done with it.
+func (s *Storage) readBytes(lo, hi int64) ([]byte, error) {
+	size := int64(s.DType.Size())
 	n := int((hi - lo) * size)
 	var buf []byte
 	if p, ok := readBuffers.Get().(*[]byte); ok && cap(*p) >= n {
@@ -252,11 +265,11 @@ func (s *Storage) readInto(lo, hi int64, dst []float64) error {
 	} else {
 		buf = make([]byte, n)
 	}
-	defer readBuffers.Put(&buf)
 	if _, err := s.src.ReadAt(buf, s.base+lo*size); err != nil {
-		return fmt.Errorf("read storage %s of %s (elements %d to %d): %w", s.Key, s.file, lo, hi, err)
+		readBuffers.Put(&buf)
+		return nil, fmt.Errorf("read storage %s of %s (elements %d to %d): %w", s.Key, s.file, lo, hi, err)
 	}
-	return decodeInto(dst, buf, s.DType, s.order)
+	return buf, nil
 }
 
 // decodeInto converts little- or big-endian elements of dtype d to float64
