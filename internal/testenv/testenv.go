@@ -17,7 +17,7 @@ import (
 	"testing"
 )
 
-// Python is Debian's interpreter, which sees the python3-torch,
+// Python is Debian's interpreter, which imports the python3-torch,
 // python3-torchvision and python3-onnx packages. A python3 earlier on PATH
 // (pyenv, a virtualenv) usually does not.
 const Python = "/usr/bin/python3"
