@@ -1,18 +1,16 @@
 package checkpoint
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/convbn-diag/convbn-diag/internal/atomicfile"
 )
 
 // safetensorsHeaderAlignment is the multiple that the header length is
@@ -163,64 +161,10 @@ func writeJSON(b *bytes.Buffer, v any) {
 // synced to disk and then renamed over path. On any error the temporary
 // file is removed, and an existing file at path is left as it was.
 func WriteSafetensorsFile(path string, tensors []TensorSource, metadata map[string]string) error {
-	return writeFileAtomic(path, func(w io.Writer) error {
-		return WriteSafetensors(w, tensors, metadata)
+	return atomicfile.Write(path, func(w io.Writer) error {
+		if err := WriteSafetensors(w, tensors, metadata); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
 	})
-}
-
-// writeFileAtomic runs write into a temporary file beside path and renames
-// it over path once it is complete and synced.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
-	mode := newFileMode
-	if info, statErr := os.Stat(path); statErr == nil {
-		if !info.Mode().IsRegular() {
-			return fmt.Errorf("write %s: the path exists and is not a regular file, so remove it or choose another path", path)
-		}
-		mode = info.Mode().Perm()
-	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			if closeErr := tmp.Close(); closeErr != nil && !errors.Is(closeErr, os.ErrClosed) {
-				err = errors.Join(err, closeErr)
-			}
-			if rmErr := os.Remove(tmp.Name()); rmErr != nil {
-				err = errors.Join(err, fmt.Errorf("remove temporary file: %w", rmErr))
-			}
-		}
-	}()
-
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := write(bw); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	// Sync the folder so that the rename survives a crash; some systems
-	// cannot sync a directory, and the file is in place either way.
-	if d, openErr := os.Open(dir); openErr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

@@ -116,3 +116,23 @@ func TestWriteMissingFolder(t *testing.T) {
 		t.Errorf("error %q should say the folder does not exist without naming the temporary file", err)
 	}
 }
+
+func TestWriteKeepsPermission(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "model.pt")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(path, func(w io.Writer) error {
+		_, err := io.WriteString(w, "new")
+		return err
+	}); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Mode().Perm(); got != 0o600 {
+		t.Errorf("permission after replacing: got %v, want %v", got, os.FileMode(0o600))
+	}
+}
