@@ -277,6 +277,7 @@ func (c *collector) gather(m *Model, v any, name string, depth int) error {
 		m.Tensors = append(m.Tensors, &tc)
 	case *quantizedTensor:
 		c.f.Warnings = append(c.f.Warnings, fmt.Sprintf("skipped quantized tensor %s (%s, %s): quantized weights are not analyzed", joinName(m.Key, name), t.Tensor.DType, t.Scheme))
+		c.f.Unread = append(c.f.Unread, joinName(m.Key, name))
 	case *pyDict:
 		if c.seen(t) {
 			return nil

@@ -118,6 +118,7 @@ func openSafetensors(path string, r io.ReaderAt, size int64) (*File, error) {
 			elemSize, sized = safetensorsOtherSizes[e.DType]
 			if !sized {
 				f.Warnings = append(f.Warnings, fmt.Sprintf("skipped tensor %s: dtype %q is unknown to this reader, so its size was not checked", e.name, e.DType))
+				f.Unread = append(f.Unread, e.name)
 				continue
 			}
 		}
@@ -126,6 +127,7 @@ func openSafetensors(path string, r io.ReaderAt, size int64) (*File, error) {
 		}
 		if !known {
 			f.Warnings = append(f.Warnings, fmt.Sprintf("skipped tensor %s: dtype %s cannot be decoded by this reader", e.name, e.DType))
+			f.Unread = append(f.Unread, e.name)
 			continue
 		}
 

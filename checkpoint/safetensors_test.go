@@ -185,6 +185,9 @@ func TestSafetensorsUnknownDTypeSkipped(t *testing.T) {
 	if len(f.Warnings) != 2 || !strings.Contains(f.Warnings[0], "f8") || !strings.Contains(f.Warnings[1], "odd") {
 		t.Errorf("warnings mismatch: got %q, want one for f8 and one for odd", f.Warnings)
 	}
+	if got := strings.Join(f.Unread, ","); got != "f8,odd" {
+		t.Errorf("unread tensors: got %q, want f8,odd", got)
+	}
 	if len(f.Models) != 1 || len(f.Models[0].Tensors) != 1 {
 		t.Fatalf("model mismatch: got %+v, want one model with tensor x", f.Models)
 	}

@@ -166,6 +166,7 @@ func (b *torchScriptBuilder) module(m *Model, o *pyObject, name string, depth in
 			mod.Params = append(mod.Params, Param{Short: key, Full: full})
 		case *quantizedTensor:
 			b.f.Warnings = append(b.f.Warnings, fmt.Sprintf("skipped quantized tensor %s (%s, %s): quantized weights are not analyzed", full, v.Tensor.DType, v.Scheme))
+			b.f.Unread = append(b.f.Unread, full)
 			mod.Params = append(mod.Params, Param{Short: key})
 		case *pyObject:
 			switch {
@@ -231,5 +232,6 @@ func (b *torchScriptBuilder) skipObject(o *pyObject, name string) {
 	}
 	if quantized > 0 {
 		b.f.Warnings = append(b.f.Warnings, fmt.Sprintf("skipped %s (%s): quantized packed parameters (%d quantized tensors) are not analyzed", name, o.ClassName(), quantized))
+		b.f.Unread = append(b.f.Unread, name)
 	}
 }

@@ -199,3 +199,21 @@ func TestAnalyzePerChannelTable(t *testing.T) {
 		}
 	}
 }
+
+// TestFuseRefusesUnreadTensors checks that fuse writes nothing for a file
+// holding tensors the reader skips (silero's quantized Linear layers),
+// since the fused state dict would lack them.
+func TestFuseRefusesUnreadTensors(t *testing.T) {
+	in := filepath.Join(sharedCheckpoints(t), "silero_vad_micro.jit")
+	out := filepath.Join(t.TempDir(), "fused.pt")
+	code, _, stderr := runCLI(t, "fuse", in, "-o", out)
+	if code != exitFailure {
+		t.Errorf("exit status %d, want %d (stderr %q)", code, exitFailure, stderr)
+	}
+	if !strings.Contains(stderr, "_packed_params") {
+		t.Errorf("stderr %q does not name the unread tensors", stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("fuse wrote %s although tensors were unread (stat error %v)", out, err)
+	}
+}

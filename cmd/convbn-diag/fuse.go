@@ -70,6 +70,9 @@ a float16 or bfloat16 output that dtype's error and the channels whose W'
 or b' overflows (rounds to ±Inf) or underflows (a nonzero value that
 rounds to 0 or to a subnormal number).
 
+A file holding tensors convbn-diag cannot decode (quantized or float8
+data) is refused, since the output would lack them.
+
 A pair whose ω or b' is not finite (σ²+ε ≤ 0, say) is left unfused, with
 a warning; its conv and BatchNorm entries are copied unchanged.
 

@@ -42,6 +42,14 @@ func fuseRun(opts *fuseOptions) error {
 		}
 		return fail(fmt.Errorf("%s: the file holds %d models (%s); choose the one to fuse with --key", f.Path, len(f.Models), strings.Join(keys, ", ")))
 	}
+	if n := len(f.Unread); n > 0 {
+		shown := f.Unread[:min(n, 5)]
+		more := ""
+		if n > len(shown) {
+			more = fmt.Sprintf(" and %d more", n-len(shown))
+		}
+		return fail(fmt.Errorf("%s: %d tensors cannot be read by convbn-diag (%s%s: quantized or float8 data), so the fused state dict would silently lack them; fuse writes no incomplete model", f.Path, n, strings.Join(shown, ", "), more))
+	}
 	m := f.Models[0]
 	found, err := convbn.FindPairs(m, f.Metadata, popts)
 	if err != nil {
