@@ -111,7 +111,7 @@ found (1 takes precedence).`,
 	}
 
 	f := cmd.Flags()
-	f.StringVar(&opts.Example, "example", "", "analyze a built-in example checkpoint instead of a file (bare --example means \"flags\"; names: "+strings.Join(examples.Names(), ", ")+")")
+	f.StringVar(&opts.Example, "example", "", "analyze a built-in example checkpoint instead of a file (bare --example means \"flags\"; pick another as --example=NAME; names: "+strings.Join(examples.Names(), ", ")+")")
 	f.Lookup("example").NoOptDefVal = "flags"
 	f.StringVarP(&opts.Format, "format", "f", "table", "output format: table, json, csv or markdown")
 	f.StringVarP(&opts.Output, "output", "o", "", "write the report to `FILE` (replaced only when complete) instead of standard output")
@@ -138,6 +138,9 @@ func (o *analyzeOptions) validate() error {
 		return usageErrorf("analyze needs a CHECKPOINT argument or --example")
 	}
 	if o.Example != "" && len(o.Files) > 0 {
+		if slices.Contains(examples.Names(), o.Files[0]) {
+			return usageErrorf("analyze takes either CHECKPOINT arguments or --example, not both; to pick the %s example, write --example=%s", o.Files[0], o.Files[0])
+		}
 		return usageErrorf("analyze takes either CHECKPOINT arguments or --example, not both")
 	}
 	if o.Example != "" && !slices.Contains(examples.Names(), o.Example) {

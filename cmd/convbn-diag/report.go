@@ -69,7 +69,7 @@ one file. The output file is replaced only when complete.`,
 // analysis, shared by report and explain.
 func addAnalysisFlags(cmd *cobra.Command, a *analyzeOptions) {
 	f := cmd.Flags()
-	f.StringVar(&a.Example, "example", "", "use a built-in example checkpoint instead of a file (bare --example means \"flags\"; names: "+strings.Join(examples.Names(), ", ")+")")
+	f.StringVar(&a.Example, "example", "", "use a built-in example checkpoint instead of a file (bare --example means \"flags\"; pick another as --example=NAME; names: "+strings.Join(examples.Names(), ", ")+")")
 	f.Lookup("example").NoOptDefVal = "flags"
 	f.Float64Var(&a.Eps, "eps", convbn.DefaultEps, "BatchNorm ε for layers whose file does not store one; a stored ε always wins")
 	f.StringVar(&a.Optimizer, "optimizer", "sgd", "optimizer whose distortion sets the risk level: sgd (D = 1/ω²) or adam (D = 1/|ω|)")
