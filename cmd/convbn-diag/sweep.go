@@ -182,11 +182,13 @@ func sweepRun(opts *sweepOptions) error {
 	if err != nil {
 		return fail(err)
 	}
-	printSweep(opts.IO.Out, res)
+	printSweep(opts.IO.Out, res, opts.GD.Grid.Factor)
 	return nil
 }
 
-func printSweep(out io.Writer, res *sweepResult) {
+// printSweep writes the summary; gridFactor is the ratio of neighbouring
+// learning rates, the resolution of every measured η*.
+func printSweep(out io.Writer, res *sweepResult, gridFactor float64) {
 	gd := res.GD
 	fmt.Fprintf(out, "1. Full-batch gradient descent on %d images of digits 0–4, conv weights only (the analysis's assumptions)\n", gd.Images)
 	for _, m := range gd.Modes {
@@ -201,12 +203,19 @@ func printSweep(out io.Writer, res *sweepResult) {
 		fmt.Fprintln(out)
 	}
 	fmt.Fprintf(out, "   λ_max(D H' D) = %.4g (2/λ = %.4g), λ_max(H') = %.4g (2/λ = %.4g)\n", float64(gd.LambdaEval), float64(gd.PredictedEval), float64(gd.LambdaDeploy), float64(gd.PredictedDeploy))
-	fmt.Fprintf(out, "   η*_Deploy/η*_Eval measured %.4g, Hessian prediction %.4g (factor %.3g apart; the grid step is %.3g)\n", float64(gd.MeasuredRatio), float64(gd.HessianRatio), float64(gd.HessianFactor), math.Sqrt2)
-	inside := "inside"
-	if !gd.WithinBound {
-		inside = "OUTSIDE"
+	if m := float64(gd.MeasuredRatio); math.IsNaN(m) || math.IsInf(m, 0) {
+		// A mode with no stable rate on the grid has no η*, so there is no
+		// ratio to set against the predictions.
+		fmt.Fprintf(out, "   η*_Deploy/η*_Eval not measured: a mode had no stable rate on the grid; widen it with --lr-min and --lr-max (Hessian prediction %.4g)\n", float64(gd.HessianRatio))
+		fmt.Fprintf(out, "   bound [min ω², max ω²] = [%.3g, %.3g]\n", float64(gd.BoundLow), float64(gd.BoundHigh))
+	} else {
+		fmt.Fprintf(out, "   η*_Deploy/η*_Eval measured %.4g, Hessian prediction %.4g (factor %.3g apart; the grid step is %.3g)\n", m, float64(gd.HessianRatio), float64(gd.HessianFactor), gridFactor)
+		inside := "inside"
+		if !gd.WithinBound {
+			inside = "OUTSIDE"
+		}
+		fmt.Fprintf(out, "   bound [min ω², max ω²] = [%.3g, %.3g]: the measurement is %s it\n", float64(gd.BoundLow), float64(gd.BoundHigh), inside)
 	}
-	fmt.Fprintf(out, "   bound [min ω², max ω²] = [%.3g, %.3g]: the measurement is %s it\n", float64(gd.BoundLow), float64(gd.BoundHigh), inside)
 	if gd.HessianFactor > 1.5 {
 		fmt.Fprintf(out, "   The Hessian prediction MISSES the measurement by a factor %.3g.\n", float64(gd.HessianFactor))
 	}
