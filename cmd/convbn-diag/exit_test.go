@@ -217,3 +217,32 @@ func TestFuseRefusesUnreadTensors(t *testing.T) {
 		t.Errorf("fuse wrote %s although tensors were unread (stat error %v)", out, err)
 	}
 }
+
+// TestExperimentOutputsCheckedFirst checks that simulate, sweep and
+// pretrain reject bad output paths before training.
+func TestExperimentOutputsCheckedFirst(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nodir", "a.json")
+	same := filepath.Join(dir, "same.json")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"simulate missing folder", []string{"simulate", "--json", missing}, "does not exist"},
+		{"simulate same file twice", []string{"simulate", "--json", same, "--csv", same}, "both write"},
+		{"sweep missing folder", []string{"sweep", "--json", missing}, "does not exist"},
+		{"pretrain missing folder", []string{"pretrain", "-o", missing}, "does not exist"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, c.args...)
+			if code != exitUsage {
+				t.Errorf("exit status %d, want %d (stderr %q)", code, exitUsage, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not mention %q", stderr, c.want)
+			}
+		})
+	}
+}

@@ -46,6 +46,9 @@ cache, or from --mnist DIR; nothing is downloaded.`,
 			if err := opts.Config.Validate(); err != nil {
 				return usageErrorf("%v", err)
 			}
+			if err := checkOutputs(nil, []string{"-o"}, []string{opts.Output}); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}

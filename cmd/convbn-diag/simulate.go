@@ -118,6 +118,10 @@ func (o *simulateOptions) parse() error {
 	if err := o.Plots.validate(); err != nil {
 		return err
 	}
+	if err := checkOutputs([]string{o.Checkpoint}, []string{"--json", "--csv", "--timings", "--plot"},
+		[]string{o.JSON, o.CSV, o.Timings, o.Plots.Plot}); err != nil {
+		return err
+	}
 	if o.Images < o.Config.BatchSize || o.TestImages < 1 {
 		return usageErrorf("--images %d must be at least --batch-size %d, and --test-images at least 1", o.Images, o.Config.BatchSize)
 	}

@@ -91,6 +91,9 @@ or ends above it (mini-batch runs: the mean of the last 5 losses).`,
 			if err := opts.Plots.validate(); err != nil {
 				return err
 			}
+			if err := checkOutputs([]string{opts.Checkpoint}, []string{"--json", "--plot"}, []string{opts.JSON, opts.Plots.Plot}); err != nil {
+				return err
+			}
 			if runF != nil {
 				return runF(opts)
 			}
