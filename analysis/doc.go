@@ -60,7 +60,9 @@
 // relative 1e-12 for rounding, so ω = 0.1 counts as D = 100. The limits
 // are the fields of Thresholds; DefaultThresholds returns the values
 // above. A model's summary counts a layer as risky when its level is
-// medium or high.
+// medium or high. A layer in which no channel has a finite ω because its
+// statistics are not finite or σ²+ε ≤ 0 is rated high with side invalid:
+// its fold gives no usable weights, and a --fail-on gate must not pass it.
 //
 // # Reading cost
 //

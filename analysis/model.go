@@ -45,6 +45,9 @@ type Summary struct {
 	// level. A layer with side both counts in Overshoot and in Stall.
 	RiskyOvershoot int
 	RiskyStall     int
+	// RiskyInvalid counts layers rated high because no channel has a
+	// finite ω (side invalid).
+	RiskyInvalid int
 	// RiskCounts counts layers per risk level, none included.
 	RiskCounts map[Level]int
 
@@ -165,6 +168,9 @@ func Summarize(layers []*Layer, opt Optimizer) Summary {
 			}
 			if l.Risk.Side == SideStall || l.Risk.Side == SideBoth {
 				s.RiskyStall++
+			}
+			if l.Risk.Side == SideInvalid {
+				s.RiskyInvalid++
 			}
 		}
 		for c := range l.Channels {

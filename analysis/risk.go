@@ -37,6 +37,9 @@ const (
 	SideStall Side = "stall"
 	// SideBoth: the overshoot and stall levels are equal and not none.
 	SideBoth Side = "both"
+	// SideInvalid: no channel has a finite ω because the statistics are
+	// not finite or σ²+ε ≤ 0, so the layer cannot be folded at all.
+	SideInvalid Side = "invalid"
 )
 
 // Risk is a layer's risk level with the side that sets it, and the level
@@ -60,13 +63,19 @@ func (r Risk) String() string {
 
 // assessRisk applies the thresholds to a layer's largest finite distortion
 // (overshoot) and median finite distortion (stall); see Thresholds. A
-// layer without any finite distortion has risk none, and its flags give
-// the reason.
+// layer in which no channel has a finite ω because of non-finite
+// statistics or σ²+ε ≤ 0 is rated high with side invalid, because folding
+// it gives no usable weights; a layer whose channels are all dead has risk
+// none, and its flags give the reason.
 func assessRisk(s *LayerStats, opts Options) Risk {
 	t := opts.Thresholds
 	maxD, medianD := s.Max(opts.Optimizer), s.Median(opts.Optimizer)
 
 	r := Risk{Level: LevelNone, Overshoot: LevelNone, Stall: LevelNone}
+	if s.OmegaChannels == 0 && (s.FlagCounts[FlagNonFiniteInput] > 0 || s.FlagCounts[FlagNoOmega] > 0) {
+		r.Level, r.Side = LevelHigh, SideInvalid
+		return r
+	}
 	switch {
 	case atLeast(maxD, t.OvershootHigh):
 		r.Overshoot = LevelHigh

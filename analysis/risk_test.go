@@ -189,3 +189,25 @@ func TestThresholdsValidate(t *testing.T) {
 		t.Error("unknown optimizer accepted")
 	}
 }
+
+func TestRiskInvalidStatistics(t *testing.T) {
+	channels := []Channel{
+		{Index: 0, Gamma: 1, RunningVar: math.NaN(), Eps: 1e-5},
+		{Index: 1, Gamma: 1, RunningVar: -1, Eps: 1e-5},
+	}
+	for i := range channels {
+		computeChannel(&channels[i], 1)
+	}
+	s := layerStats(channels, SGD)
+	r := assessRisk(&s, DefaultOptions())
+	if r.Level != LevelHigh || r.Side != SideInvalid {
+		t.Errorf("risk of a layer without any finite ω: got %v, want high (invalid)", r)
+	}
+
+	dead := []Channel{{Index: 0, Gamma: 0, RunningVar: 1, Eps: 1e-5}}
+	computeChannel(&dead[0], 1)
+	s = layerStats(dead, SGD)
+	if r := assessRisk(&s, DefaultOptions()); r.Level != LevelNone {
+		t.Errorf("risk of an all-dead layer: got %v, want none", r)
+	}
+}

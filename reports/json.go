@@ -219,6 +219,7 @@ type SummaryJSON struct {
 	Dead           int            `json:"dead"`
 	RiskyOvershoot int            `json:"risky_overshoot"`
 	RiskyStall     int            `json:"risky_stall"`
+	RiskyInvalid   int            `json:"risky_invalid"`
 	RiskCounts     map[string]int `json:"risk_counts"`
 	Optimizer      string         `json:"optimizer"`
 	MaxDistortion  ExtremeJSON    `json:"max_distortion"`
@@ -297,6 +298,7 @@ func newModelJSON(m *analysis.ModelReport, perChannel bool) ModelJSON {
 		Dead:           s.Dead,
 		RiskyOvershoot: s.RiskyOvershoot,
 		RiskyStall:     s.RiskyStall,
+		RiskyInvalid:   s.RiskyInvalid,
 		RiskCounts:     map[string]int{},
 		Optimizer:      string(s.Optimizer),
 		MaxDistortion:  ExtremeJSON{Value: Number(s.MaxDistortion), Layer: s.MaxLayer, Channel: s.MaxChannel},

@@ -143,7 +143,7 @@ func layerColumns(opt analysis.Optimizer) []Column {
 		{Header: "D≥100", Align: AlignRight, Legend: "channels with D ≥ 100"},
 		{Header: "D≤0.1", Align: AlignRight, Legend: "channels with D ≤ 0.1 (Deploy barely trains)"},
 		{Header: "dead", Align: AlignRight, Legend: "channels with γ = 0 (ω = 0, D infinite, not in the other columns)"},
-		{Header: "risk", Align: AlignLeft, Legend: "none, low, med or high, with the side: over(shoot) from max D, stall from med D, or both"},
+		{Header: "risk", Align: AlignLeft, Legend: "none, low, med or high; side over(shoot) from max D, stall from med D, both, or invalid (no finite ω)"},
 	}
 }
 

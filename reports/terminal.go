@@ -200,8 +200,12 @@ func SummaryLines(s analysis.Summary) []string {
 	if s.Optimizer == analysis.Adam {
 		d = "D_Adam"
 	}
-	lines := []string{fmt.Sprintf("Summary: %s, %s, %d dead; risky layers (medium or high): %d overshoot, %d stall.",
-		count(s.Layers, "layer"), count(s.Channels, "channel"), s.Dead, s.RiskyOvershoot, s.RiskyStall)}
+	invalid := ""
+	if s.RiskyInvalid > 0 {
+		invalid = fmt.Sprintf(", %d with invalid statistics", s.RiskyInvalid)
+	}
+	lines := []string{fmt.Sprintf("Summary: %s, %s, %d dead; risky layers (medium or high): %d overshoot, %d stall%s.",
+		count(s.Layers, "layer"), count(s.Channels, "channel"), s.Dead, s.RiskyOvershoot, s.RiskyStall, invalid)}
 	if s.MaxLayer == "" {
 		if s.Layers > 0 {
 			lines = append(lines, fmt.Sprintf("No channel has a finite %s.", d))
