@@ -96,16 +96,16 @@ type Pair struct {
 
 // Unpaired is a conv or BatchNorm that is not part of any pair.
 type Unpaired struct {
-	Name   string
-	Kind   string // "conv" or "batchnorm"
-	Reason string
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // "conv" or "batchnorm"
+	Reason string `json:"reason"`
 }
 
 // Ambiguity is a conv or BatchNorm whose partner the evidence cannot settle.
 type Ambiguity struct {
-	Name       string
-	Candidates []string
-	Reason     string
+	Name       string   `json:"name"`
+	Candidates []string `json:"candidates"`
+	Reason     string   `json:"reason"`
 }
 
 // Result is the outcome of pair discovery on one model, with pairs in
