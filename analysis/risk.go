@@ -65,7 +65,7 @@ func (r Risk) String() string {
 // (overshoot) and median finite distortion (stall); see Thresholds. A
 // layer in which no channel has a finite ω because of non-finite
 // statistics or σ²+ε ≤ 0 is rated high with side invalid, because folding
-// it gives no usable weights; a layer whose channels are all dead has risk
+// it gives no usable weights. A layer whose channels are all dead has risk
 // none, and its flags give the reason.
 func assessRisk(s *LayerStats, opts Options) Risk {
 	t := opts.Thresholds

@@ -6,9 +6,9 @@ import (
 )
 
 // checkOutputs rejects, before any work starts, output paths that could
-// only fail or do harm at the end of a long run: a folder that does not
-// exist, a path that is a directory, two outputs with the same path, and an
-// output that is one of the inputs. flags[i] names the option of
+// only fail or do harm at the end of a long run. These are a folder that
+// does not exist, a path that is a directory, two outputs with the same
+// path, and an output that is one of the inputs. flags[i] names the option of
 // outputs[i] in the message; empty outputs are ignored. The running
 // program counts as an input.
 func checkOutputs(inputs []string, flags, outputs []string) error {
