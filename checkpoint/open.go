@@ -62,8 +62,12 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 	case FormatONNX:
 		return openONNX(name, r, size)
 	case FormatTorchZip:
-		if isTorchScriptZip(r, size) {
-			f, u, err := openTorchScript(name, r, size)
+		z, zipErr := newZipReader(name, r, size, FormatTorchZip)
+		if zipErr != nil {
+			return nil, zipErr
+		}
+		if z.isTorchScript() {
+			f, u, err := openTorchScript(z)
 			if err != nil {
 				return nil, err
 			}
@@ -73,7 +77,7 @@ func OpenReaderAt(name string, r io.ReaderAt, size int64) (*File, error) {
 			f.Warnings = append(f.Warnings, warnings...)
 			return f, nil
 		}
-		obj, u, err = openZip(name, r, size)
+		obj, u, err = openZip(z)
 	case FormatTorchLegacy:
 		obj, u, err = openLegacy(name, r, size)
 	}

@@ -1,9 +1,7 @@
 package checkpoint
 
 import (
-	"archive/zip"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -13,19 +11,17 @@ import (
 // that torch.jit.save pickles into data.pkl.
 const torchScriptClassPrefix = "__torch__."
 
-// isTorchScriptZip reports whether a zip archive is a TorchScript archive
-// (torch.jit.save): it has code/ entries or constants.pkl beside data.pkl.
-func isTorchScriptZip(r io.ReaderAt, size int64) bool {
-	zr, err := zip.NewReader(r, size)
-	if err != nil {
-		return false
-	}
-	for _, f := range zr.File {
-		i := strings.IndexByte(f.Name, '/')
-		if i < 0 {
-			continue
+// isTorchScript reports whether the archive is a TorchScript archive
+// (torch.jit.save): it has code/ entries or constants.pkl in its root
+// folder, or in the first folder of an entry outside that root.
+func (z *zipReader) isTorchScript() bool {
+	for name := range z.entries {
+		rest, ok := strings.CutPrefix(name, z.root)
+		if !ok {
+			if i := strings.IndexByte(name, '/'); i >= 0 {
+				rest = name[i+1:]
+			}
 		}
-		rest := f.Name[i+1:]
 		if strings.HasPrefix(rest, "code/") || rest == "constants.pkl" {
 			return true
 		}
@@ -43,45 +39,16 @@ func isTorchScriptZip(r io.ReaderAt, size int64) bool {
 // registration order only. A module whose forward calls them in another
 // order, or applies a function such as F.relu between them, looks like a
 // plain Sequential to pair discovery.
-func openTorchScript(path string, r io.ReaderAt, size int64) (*File, *unpickler, error) {
-	zr, err := zip.NewReader(r, size)
-	if err != nil {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Offset: -1, Err: ErrTruncated,
-			Reason: fmt.Sprintf("truncated or damaged zip archive (%v); copy or download the file again", err)}
-	}
-	z := &zipReader{path: path, r: r, size: size, entries: make(map[string]*zip.File), storages: make(map[string]*Storage), little: true}
-	for _, f := range zr.File {
-		z.entries[f.Name] = f
-	}
+func openTorchScript(z *zipReader) (*File, *unpickler, error) {
+	path := z.path
 	pkl, ok := z.findDataPickle()
 	if !ok {
 		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Offset: -1, Err: ErrMissingRecord,
 			Reason: "TorchScript archive has no single <root>/data.pkl record; the file is incomplete or was repacked"}
 	}
-	relabel := func(err error) error {
-		if fe, ok := err.(*FormatError); ok {
-			fe.Format = FormatTorchScript
-		}
-		return err
-	}
-	if err := z.readByteOrder(); err != nil {
-		return nil, nil, relabel(err)
-	}
-	if pkl.UncompressedSize64 > maxPickleSize {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Record: pkl.Name, Offset: -1, Err: ErrDeclaredSize,
-			Reason: fmt.Sprintf("data.pkl declares %d bytes, more than the limit of %d", pkl.UncompressedSize64, maxPickleSize)}
-	}
-	rc, err := pkl.Open()
+	obj, u, err := z.loadPickle(pkl, FormatTorchScript)
 	if err != nil {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Record: pkl.Name, Offset: -1, Err: ErrTruncated,
-			Reason: fmt.Sprintf("cannot open the record: %v", err)}
-	}
-	defer rc.Close()
-	u := newUnpickler(rc, int64(pkl.UncompressedSize64), path, pkl.Name, 0)
-	u.persistentLoad = z.persistentLoad
-	obj, err := u.load()
-	if err != nil {
-		return nil, nil, relabel(err)
+		return nil, nil, err
 	}
 
 	f := &File{Path: path, Format: FormatTorchScript}

@@ -30,21 +30,21 @@ type zipReader struct {
 	storages map[string]*Storage // by key and dtype
 }
 
-// openZip returns the top-level object of a PyTorch zip checkpoint and the
-// unpickler that decoded it.
-func openZip(path string, r io.ReaderAt, size int64) (any, *unpickler, error) {
+// newZipReader reads the central directory of a zip archive. format
+// labels the errors: FormatTorchZip or FormatTorchScript.
+func newZipReader(path string, r io.ReaderAt, size int64, format Format) (*zipReader, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Offset: -1, Err: ErrTruncated,
+		return nil, &FormatError{Path: path, Format: format, Offset: -1, Err: ErrTruncated,
 			Reason: fmt.Sprintf("truncated or damaged zip archive (%v); copy or download the file again", err)}
+	}
+	if len(zr.File) == 0 {
+		return nil, &FormatError{Path: path, Format: format, Offset: -1, Err: ErrMissingRecord,
+			Reason: "zip archive is empty; it is not a PyTorch checkpoint"}
 	}
 	z := &zipReader{path: path, r: r, size: size, entries: make(map[string]*zip.File), storages: make(map[string]*Storage), little: true}
 	for _, f := range zr.File {
 		z.entries[f.Name] = f
-	}
-	if len(zr.File) == 0 {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Offset: -1, Err: ErrMissingRecord,
-			Reason: "zip archive is empty; it is not a PyTorch checkpoint"}
 	}
 
 	// torch's reader takes the archive's root folder from the first entry.
@@ -52,13 +52,12 @@ func openZip(path string, r io.ReaderAt, size int64) (any, *unpickler, error) {
 	if i := strings.IndexByte(first, '/'); i >= 0 {
 		z.root = first[:i+1]
 	}
-	for name := range z.entries {
-		if strings.HasPrefix(name, z.root+"code/") || name == z.root+"constants.pkl" {
-			return nil, nil, &FormatError{Path: path, Format: FormatTorchScript, Offset: -1, Err: ErrUnsupportedFormat,
-				Reason: "file is a TorchScript archive (torch.jit.save), which this reader recognises but does not support yet; save the model's state_dict() with torch.save instead"}
-		}
-	}
+	return z, nil
+}
 
+// openZip returns the top-level object of a PyTorch zip checkpoint and the
+// unpickler that decoded it.
+func openZip(z *zipReader) (any, *unpickler, error) {
 	pkl, ok := z.entries[z.root+"data.pkl"]
 	if !ok {
 		// torch takes the root from the first entry, but an archive
@@ -66,31 +65,40 @@ func openZip(path string, r io.ReaderAt, size int64) (any, *unpickler, error) {
 		pkl, ok = z.findDataPickle()
 	}
 	if !ok {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Offset: -1, Err: ErrMissingRecord,
+		return nil, nil, &FormatError{Path: z.path, Format: FormatTorchZip, Offset: -1, Err: ErrMissingRecord,
 			Reason: fmt.Sprintf("zip archive has no %sdata.pkl record, so it is not a PyTorch checkpoint written by torch.save", z.root)}
 	}
+	return z.loadPickle(pkl, FormatTorchZip)
+}
+
+// loadPickle reads the byte order record, then decodes the data.pkl record
+// pkl with storages resolved against the archive. format labels the errors.
+func (z *zipReader) loadPickle(pkl *zip.File, format Format) (any, *unpickler, error) {
+	relabel := func(err error) error {
+		if fe, ok := err.(*FormatError); ok {
+			fe.Format = format
+		}
+		return err
+	}
 	if err := z.readByteOrder(); err != nil {
-		return nil, nil, err
+		return nil, nil, relabel(err)
 	}
 
 	if pkl.UncompressedSize64 > maxPickleSize {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Record: pkl.Name, Offset: -1, Err: ErrDeclaredSize,
+		return nil, nil, &FormatError{Path: z.path, Format: format, Record: pkl.Name, Offset: -1, Err: ErrDeclaredSize,
 			Reason: fmt.Sprintf("data.pkl declares %d bytes, more than the limit of %d", pkl.UncompressedSize64, maxPickleSize)}
 	}
 	rc, err := pkl.Open()
 	if err != nil {
-		return nil, nil, &FormatError{Path: path, Format: FormatTorchZip, Record: pkl.Name, Offset: -1, Err: ErrTruncated,
+		return nil, nil, &FormatError{Path: z.path, Format: format, Record: pkl.Name, Offset: -1, Err: ErrTruncated,
 			Reason: fmt.Sprintf("cannot open the record: %v", err)}
 	}
 	defer rc.Close()
-	u := newUnpickler(rc, int64(pkl.UncompressedSize64), path, pkl.Name, 0)
+	u := newUnpickler(rc, int64(pkl.UncompressedSize64), z.path, pkl.Name, 0)
 	u.persistentLoad = z.persistentLoad
 	obj, err := u.load()
 	if err != nil {
-		if fe, ok := err.(*FormatError); ok {
-			fe.Format = FormatTorchZip
-		}
-		return nil, nil, err
+		return nil, nil, relabel(err)
 	}
 	return obj, u, nil
 }
