@@ -34,7 +34,7 @@ type Layer struct {
 	GeometrySource            convbn.Source
 
 	// Momentum is the BatchNorm's running-statistics momentum, nil for a
-	// cumulative average or when unknown; MomentumSource says which.
+	// cumulative average or when unknown. MomentumSource records which.
 	Momentum       *float64
 	MomentumSource convbn.Source
 
@@ -269,7 +269,7 @@ func layerStats(channels []Channel, opt Optimizer) LayerStats {
 		if a := math.Abs(ch.Omega); isFinite(a) && a != 0 {
 			absOmega = append(absOmega, a)
 		}
-		// An infinite γ gives D = 0, which says nothing about the layer:
+		// An infinite γ gives D = 0, which tells nothing about the layer, so
 		// distortions count only where ω itself is finite.
 		if !isFinite(ch.Omega) {
 			continue

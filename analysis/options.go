@@ -6,7 +6,7 @@ import "fmt"
 // and the distortion counts of a layer.
 type Optimizer string
 
-// Optimizers whose Deploy-mode distortion analysis knows.
+// Optimizers whose Deploy-mode distortion the analysis computes.
 const (
 	// SGD is plain SGD or SGD with momentum: D = 1/ω².
 	SGD Optimizer = "sgd"
@@ -90,7 +90,7 @@ type Options struct {
 	Optimizer  Optimizer
 	Thresholds Thresholds
 
-	// WeightNorms asks for ‖W_c‖ and ‖W'_c‖, which read every conv weight.
+	// WeightNorms requests ‖W_c‖ and ‖W'_c‖, which read every conv weight.
 	// Without it only the BatchNorm vectors, the conv shapes and the conv
 	// biases are read.
 	WeightNorms bool

@@ -120,8 +120,8 @@ type File struct {
 	// such as a global outside what a tensor checkpoint needs.
 	Warnings []string
 	// Unread names the tensors the file holds that are in no Model because
-	// this reader cannot decode them (quantized tensors, float8 dtypes);
-	// Warnings says why for each. A tool that rewrites the file, such as
+	// this reader cannot decode them (quantized tensors, float8 dtypes).
+	// Warnings gives the reason for each. A tool that rewrites the file, such as
 	// fuse, must not drop them silently.
 	Unread []string
 	// Metadata holds string metadata stored by convbn-diag's own writer

@@ -2,20 +2,20 @@ package convbn
 
 import "github.com/convbn-diag/convbn-diag/checkpoint"
 
-// Source says where a setting such as ε came from.
+// Source is where a setting such as ε came from.
 type Source string
 
 // Sources of a setting, strongest first.
 const (
 	SourceFile    Source = "file"    // stored in the checkpoint (module attribute, metadata, ONNX attribute)
 	SourceFlag    Source = "flag"    // given on the command line
-	SourceDefault Source = "default" // PyTorch's default, because nothing else said
+	SourceDefault Source = "default" // PyTorch's default, because the file and flags give none
 	// SourceInferred marks a value derived from tensor shapes, such as the
 	// groups of a conv in a state dict, which does not store them.
 	SourceInferred Source = "inferred"
 )
 
-// Evidence says why a conv and a BatchNorm were paired.
+// Evidence is the reason a conv and a BatchNorm were paired.
 type Evidence string
 
 // Kinds of evidence, strongest first.
@@ -36,7 +36,7 @@ type Conv struct {
 	Bias   *checkpoint.Tensor // nil when the conv has no bias
 
 	Transposed bool
-	Groups     int // 1 unless the file or a flag says otherwise
+	Groups     int // 1 unless the file or a flag gives another value
 	// GroupsSource is SourceFile or SourceInferred, or "" when the groups
 	// are unknown and Groups is 1 by assumption.
 	GroupsSource Source

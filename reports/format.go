@@ -56,7 +56,7 @@ type Options struct {
 	// Failures are the input files that could not be analyzed. JSON lists
 	// them under "failures" and the table and Markdown formats name them at
 	// the end, so a report never looks complete when a file is missing
-	// from it. CSV has no place for them; the exit status says it.
+	// from it. CSV has no place for them, so only the exit status reports them.
 	Failures []Failure
 }
 
